@@ -1,0 +1,86 @@
+"""Score an exported model on the held-out generated set, the way the server runs it.
+
+    python -m model.evaluate model/weights/unet.onnx --limit 500
+
+Reads preprocessing and threshold from the file's metadata, runs onnxruntime,
+and prints, as its last line, one JSON object: pooled ``iou`` and ``dice`` over
+all pixels, ``mean_image_iou``, ``images`` and the input size. The held-out
+seed is one that training refuses, so it never overlaps training data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from model.data import HELDOUT_SEED, Preprocessing, SyntheticDataset
+from model.metadata import read_preprocessing
+
+log = logging.getLogger("model.evaluate")
+
+HELDOUT_SIZE = 500  # images in the held-out set the model card reports on
+
+
+def open_session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def predict_masks(session: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
+    """Normalised NCHW inputs -> boolean NxHxW masks at the metadata's threshold."""
+    threshold = float(session.get_modelmeta().custom_metadata_map["threshold"])
+    logits = session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    logit_threshold = math.log(threshold / (1 - threshold))  # sigmoid(x) >= t  <=>  x >= logit(t)
+    return logits[:, 0] >= logit_threshold
+
+
+def heldout_batches(prep: Preprocessing, limit: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    dataset = SyntheticDataset(limit, prep, seed=HELDOUT_SEED)
+    for start in range(0, limit, batch_size):
+        images, masks = zip(*(dataset[i] for i in range(start, min(start + batch_size, limit))), strict=True)
+        yield prep.normalise(torch.stack(images)).numpy(), torch.stack(masks)[:, 0].numpy().astype(bool)
+
+
+def evaluate(model_path: Path, limit: int, batch_size: int = 8) -> dict[str, float | int]:
+    session = open_session(model_path)
+    prep = read_preprocessing(session.get_modelmeta().custom_metadata_map)
+    intersection = union = predicted = actual = 0
+    per_image: list[float] = []
+    for inputs, truth in heldout_batches(prep, limit, batch_size):
+        masks = predict_masks(session, inputs)
+        inter, uni = (masks & truth).sum(axis=(1, 2)), (masks | truth).sum(axis=(1, 2))
+        per_image += [float(i / u) if u else 1.0 for i, u in zip(inter, uni, strict=True)]
+        intersection, union = intersection + int(inter.sum()), union + int(uni.sum())
+        predicted, actual = predicted + int(masks.sum()), actual + int(truth.sum())
+    return {
+        "iou": round(intersection / union, 5),
+        "dice": round(2 * intersection / (predicted + actual), 5),
+        "mean_image_iou": round(float(np.mean(per_image)), 5),
+        "images": limit,
+        "input_size": f"{prep.height}x{prep.width}",
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--limit", type=int, default=HELDOUT_SIZE, help="evaluate the first N held-out images")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log.info("evaluating %s on %d held-out images (seed %d)", args.model, args.limit, HELDOUT_SEED)
+    print(json.dumps(evaluate(args.model, args.limit, args.batch_size)))  # noqa: T201 - the last line is the result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The ONNX metadata contract: what a server needs to run a model, hard-coding nothing.
+
+Keys (all values are strings; lists and objects are JSON):
+    input_height, input_width   model input size in pixels
+    channel_order               "RGB"
+    resize                      "bilinear" (Pillow BILINEAR)
+    scale, mean, std            x = (pixel * scale - mean) / std, per channel
+    layout                      "NCHW"; input "image" float32, output "logits" (apply sigmoid)
+    threshold                   foreground where sigmoid(logit) >= threshold
+    model_name, model_version   identify the model in logs and /health
+    training_data               one line on what it was trained on
+    metrics                     validation metrics, e.g. {"iou": 0.97, "dice": 0.98}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from model.data import Preprocessing
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def build_metadata(prep: Preprocessing, identity: Mapping[str, str], metrics: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "input_height": str(prep.height),
+        "input_width": str(prep.width),
+        "channel_order": prep.channel_order,
+        "resize": prep.resize,
+        "scale": repr(prep.scale),
+        "mean": json.dumps(list(prep.mean)),
+        "std": json.dumps(list(prep.std)),
+        "layout": "NCHW",
+        "threshold": str(DEFAULT_THRESHOLD),
+        "model_name": identity["model_name"],
+        "model_version": identity["model_version"],
+        "training_data": identity["training_data"],
+        "metrics": json.dumps(dict(metrics), sort_keys=True),
+    }
+
+
+def read_preprocessing(metadata: Mapping[str, str]) -> Preprocessing:
+    return Preprocessing(
+        height=int(metadata["input_height"]),
+        width=int(metadata["input_width"]),
+        channel_order=metadata["channel_order"],
+        resize=metadata["resize"],
+        scale=float(metadata["scale"]),
+        mean=tuple(json.loads(metadata["mean"])),
+        std=tuple(json.loads(metadata["std"])),
+    )
