@@ -107,6 +107,11 @@ def make_loader(dataset: TensorDataset, args: argparse.Namespace, shuffle: bool)
     return DataLoader(dataset, batch_size=args.batch_size, shuffle=shuffle, drop_last=shuffle, pin_memory=args.device.startswith("cuda"))
 
 
+def memory_format(device: str) -> torch.memory_format:
+    """channels_last feeds cuDNN's fastest convolutions; on CPU it was slower here."""
+    return torch.channels_last if device.startswith("cuda") else torch.contiguous_format
+
+
 def learning_rate(base: float, fraction: float) -> float:
     if fraction < WARMUP_FRACTION:
         return base * fraction / WARMUP_FRACTION
@@ -122,7 +127,7 @@ def train_epoch(model: UNet, loader: DataLoader, optimiser: torch.optim.Optimize
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(args.lr, progress.fraction)
         pixels, targets = augment_batch(images.to(args.device, non_blocking=True), masks.to(args.device, non_blocking=True))
-        inputs = prep.normalise(pixels).contiguous(memory_format=torch.channels_last)
+        inputs = prep.normalise(pixels).contiguous(memory_format=memory_format(args.device))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=args.device.startswith("cuda")):
             logits = model(inputs)
         loss = dice_bce_loss(logits.float(), targets)
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     # 2. model and optimiser (optionally resumed)
     resumed = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume else None
     config = UNetConfig.from_dict(resumed["config"]) if resumed else UNetConfig(base_width=args.base_width)
-    model = UNet(config).to(args.device, memory_format=torch.channels_last)
+    model = UNet(config).to(args.device, memory_format=memory_format(args.device))
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=WEIGHT_DECAY)
     progress = Progress(total_steps=args.epochs * len(train_loader), max_seconds=args.max_minutes and args.max_minutes * 60)
     best_iou = restore(resumed, model, optimiser, progress)
