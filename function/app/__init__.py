@@ -1,0 +1,1 @@
+"""The segmentation service: FastAPI app, Lambda handler, S3 trigger. Never imports torch."""
