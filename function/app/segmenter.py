@@ -1,0 +1,142 @@
+"""The model at run time: one onnxruntime session, image in, boolean mask out.
+
+``Segmenter(path, sha256)`` builds the session once (per process, never per
+request) and reads input size, normalisation and threshold from the model's
+metadata (``app.model_metadata``). ``predict(image)`` returns the boolean HxW mask
+at the image's own size; ``segment(image)`` returns a ``Prediction`` with that mask
+and the milliseconds of each stage:
+
+- ``resize``: Pillow BILINEAR to the model's size and ``(pixel * scale - mean) / std``
+  in float32, exactly as ``model.data.Preprocessing`` did in training;
+- ``infer``: onnxruntime;
+- ``upsample``: sigmoid, then the probabilities resized (Pillow BILINEAR on a float
+  "F" image) to the original size and thresholded there, for clean edges.
+
+Threads: intra-op = the CPUs the process may use (``app.cpus``), inter-op = 1, and
+no spinning, so an idle server does not burn CPU between requests
+(https://onnxruntime.ai/docs/performance/tune-performance/threading.html).
+``run`` is thread-safe; concurrent requests share the one session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from app.cpus import usable_cpus
+from app.model_metadata import InvalidModel, ModelSpec, read_spec
+from app.timing import Stopwatch
+
+OUTPUT_NAME = "logits"  # the contract's output; the first output if a file names it otherwise
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What identifies the loaded model, for /health, logs and S3 summaries."""
+
+    name: str
+    version: str
+    sha256: str
+    input_height: int
+    input_width: int
+    threshold: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A boolean HxW mask at the image's size and the milliseconds of each stage."""
+
+    mask: np.ndarray
+    timings_ms: dict[str, float]
+
+
+def open_session(path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session with explicit threads and no spinning between requests."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Overflow-free float32 sigmoid (logits of +-200 occur on out-of-distribution inputs)."""
+    decay = np.exp(-np.abs(logits))
+    return np.where(logits >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay)).astype(np.float32)
+
+
+class Segmenter:
+    """Owns the model's ``InferenceSession``; see the module docstring."""
+
+    def __init__(self, path: Path, sha256: str, threads: int | None = None) -> None:
+        self.threads = threads or usable_cpus()
+        self._session = open_session(path, self.threads)
+        self.spec: ModelSpec = read_spec(self._session.get_modelmeta().custom_metadata_map)
+        self._input_name, self._output_name = self._check_graph()
+        self._mean = np.asarray(self.spec.mean, dtype=np.float32)
+        self._std = np.asarray(self.spec.std, dtype=np.float32)
+        self.info = ModelInfo(
+            name=self.spec.name, version=self.spec.version, sha256=sha256,
+            input_height=self.spec.input_height, input_width=self.spec.input_width,
+            threshold=self.spec.threshold, metrics=dict(self.spec.metrics),
+        )
+
+    def _check_graph(self) -> tuple[str, str]:
+        """The graph's real input name and its logits output; refuses a shape the metadata contradicts."""
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        shape = inputs[0].shape
+        expected = [3, self.spec.input_height, self.spec.input_width]
+        matches = len(shape) == 4 and all(
+            not isinstance(dim, int) or dim == want for dim, want in zip(shape[1:], expected, strict=True)
+        )
+        if not matches:  # symbolic dims (a dynamic batch) match anything
+            raise InvalidModel(f"the model's input shape {shape} does not match its metadata's Nx{expected}")
+        names = [output.name for output in outputs]
+        return inputs[0].name, OUTPUT_NAME if OUTPUT_NAME in names else names[0]
+
+    def predict(self, image: Image.Image, threshold: float | None = None) -> np.ndarray:
+        """Boolean HxW foreground mask at ``image``'s size (threshold: the model's unless given)."""
+        return self.segment(image, threshold).mask
+
+    def segment(self, image: Image.Image, threshold: float | None = None) -> Prediction:
+        """``predict`` with per-stage timings (resize, infer, upsample)."""
+        cutoff = self._threshold(threshold)
+        watch = Stopwatch()
+        batch = self.preprocess(image)
+        watch.lap("resize")
+        logits = self._session.run([self._output_name], {self._input_name: batch})[0]
+        watch.lap("infer")
+        mask = upsample_mask(logits[0, 0], image.size, cutoff)
+        watch.lap("upsample")
+        return Prediction(mask=mask, timings_ms=watch.laps_ms)
+
+    def _threshold(self, threshold: float | None) -> float:
+        if threshold is None:
+            return self.spec.threshold
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold {threshold} is outside (0, 1)")
+        return threshold
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """Image -> float32 1x3xHxW model input, as ``model.data.Preprocessing.image_to_input``."""
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        small = rgb.resize((self.spec.input_width, self.spec.input_height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(small, dtype=np.float32)
+        if self.spec.channel_order == "BGR":
+            pixels = pixels[..., ::-1]
+        normalised = (pixels * np.float32(self.spec.scale) - self._mean) / self._std
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
+
+
+def upsample_mask(logits: np.ndarray, size: tuple[int, int], threshold: float) -> np.ndarray:
+    """HxW logits at the model's size -> boolean mask at ``size`` (width, height)."""
+    probabilities = Image.fromarray(sigmoid(np.ascontiguousarray(logits, dtype=np.float32)))
+    full = probabilities.resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(full) >= np.float32(threshold)

@@ -1,0 +1,29 @@
+"""Per-stage wall-clock timings for logs, the ``Server-Timing`` header and the benchmark."""
+
+from __future__ import annotations
+
+import time
+
+
+class Stopwatch:
+    """Records the milliseconds between consecutive ``lap(name)`` calls."""
+
+    def __init__(self) -> None:
+        self.laps_ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> float:
+        """Ends ``stage`` now; returns its milliseconds (laps with the same name add up)."""
+        now = time.perf_counter()
+        elapsed = (now - self._last) * 1000.0
+        self.laps_ms[stage] = self.laps_ms.get(stage, 0.0) + elapsed
+        self._last = now
+        return elapsed
+
+    def rounded(self, digits: int = 2) -> dict[str, float]:
+        return {stage: round(ms, digits) for stage, ms in self.laps_ms.items()}
+
+
+def server_timing(laps_ms: dict[str, float]) -> str:
+    """``Server-Timing`` header value (https://www.w3.org/TR/server-timing/): ``decode;dur=1.2, ...``."""
+    return ", ".join(f"{stage};dur={ms:.1f}" for stage, ms in laps_ms.items())
