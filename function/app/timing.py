@@ -6,11 +6,11 @@ import time
 
 
 class Stopwatch:
-    """Records the milliseconds between consecutive ``lap(name)`` calls."""
+    """Records the milliseconds between consecutive ``lap(name)`` calls (from ``start``, a perf_counter)."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: float | None = None) -> None:
         self.laps_ms: dict[str, float] = {}
-        self._last = time.perf_counter()
+        self._last = time.perf_counter() if start is None else start
 
     def lap(self, stage: str) -> float:
         """Ends ``stage`` now; returns its milliseconds (laps with the same name add up)."""
@@ -20,8 +20,11 @@ class Stopwatch:
         self._last = now
         return elapsed
 
-    def rounded(self, digits: int = 2) -> dict[str, float]:
-        return {stage: round(ms, digits) for stage, ms in self.laps_ms.items()}
+    def merge(self, laps_ms: dict[str, float]) -> None:
+        """Takes laps timed elsewhere (e.g. a ``Prediction``'s) as the stages that just ended."""
+        for stage, ms in laps_ms.items():
+            self.laps_ms[stage] = self.laps_ms.get(stage, 0.0) + ms
+        self._last = time.perf_counter()
 
 
 def server_timing(laps_ms: dict[str, float]) -> str:

@@ -1,0 +1,66 @@
+"""One image's work, in order: decode, segment, draw, encode; with the time of each stage.
+
+Shared by the HTTP route (on a worker thread) and usable by the S3 trigger and the
+benchmark. Stages, in ``Rendered.timings_ms``: ``decode``, ``resize``, ``infer``,
+``upsample`` (from the segmenter), ``blend`` (or ``mask``), ``encode``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from app.imaging import DecodeLimits, decode_image
+from app.overlay import Color, blend, mask_to_image
+from app.png import encode_png
+from app.segmenter import Segmenter
+from app.timing import Stopwatch
+
+Output = Literal["overlay", "mask"]
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What to draw: the overlay's colour and opacity, or the bare mask; threshold None = the model's."""
+
+    color: Color
+    alpha: float
+    threshold: float | None = None
+    output: Output = "overlay"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The encoded PNG and what the logs want to know about it."""
+
+    png: bytes
+    width: int
+    height: int
+    foreground_fraction: float
+    timings_ms: dict[str, float]
+
+
+def render(segmenter: Segmenter, data: bytes, limits: DecodeLimits, options: RenderOptions,
+           watch: Stopwatch | None = None) -> Rendered:
+    """Encoded image bytes -> PNG of the overlay (or mask) at the image's size and orientation."""
+    watch = watch or Stopwatch()
+    image = decode_image(data, limits)
+    watch.lap("decode")
+    prediction = segmenter.segment(image, options.threshold)
+    watch.merge(prediction.timings_ms)
+    picture = draw(image, prediction.mask, options)
+    watch.lap("mask" if options.output == "mask" else "blend")
+    png = encode_png(picture)
+    watch.lap("encode")
+    fraction = float(np.count_nonzero(prediction.mask)) / prediction.mask.size
+    return Rendered(png, image.width, image.height, fraction, watch.laps_ms)
+
+
+def draw(image: Image.Image, mask: np.ndarray, options: RenderOptions) -> Image.Image:
+    """The picture to return: the tinted overlay, or the mask as 0/255 greyscale."""
+    if options.output == "mask":
+        return mask_to_image(mask)
+    return blend(image, mask, options.color, options.alpha)
