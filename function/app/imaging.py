@@ -155,13 +155,13 @@ def _open_allowed(data: bytes) -> ImageFile.ImageFile:
 
 def sniff_format(data: bytes) -> str | None:
     """The format a file's signature names, or None; only to word a rejection, never to decode."""
+    if data.endswith(TGA_FOOTER):  # first: a TGA's header can look like an ICO's or CUR's
+        return "TGA"
     for offset, magic, name in SIGNATURES:
         if data[offset : offset + len(magic)] == magic:
             return name
     if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:16].lower().startswith(MARKUP_STARTS):
         return "SVG/XML"
-    if data.endswith(TGA_FOOTER):
-        return "TGA"
     if len(data) > 2 and data[0] == PCX_MAGIC and data[1] <= 5 and data[2] == 1:
         return "PCX"
     return None

@@ -1,0 +1,114 @@
+"""app.overlay: colour parsing and the blend's geometry and arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from app.overlay import blend, mask_to_image, parse_color, tint_table
+from PIL import Image
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#ff3b30", (255, 59, 48)),
+        ("ff3b30", (255, 59, 48)),
+        ("#FF3B30", (255, 59, 48)),
+        ("  #000000 ", (0, 0, 0)),
+        ("255,59,48", (255, 59, 48)),
+        ("0, 0, 255", (0, 0, 255)),
+        ("255,255,255", (255, 255, 255)),
+    ],
+)
+def test_parse_color_accepts(text: str, expected: tuple[int, int, int]) -> None:
+    assert parse_color(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "red", "#fff", "#ff3b3", "#ff3b300", "#gg0000", "256,0,0", "1,2", "1,2,3,4", "-1,0,0", "1.5,2,3", "#ff 3b30"],
+)
+def test_parse_color_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="is not '#rrggbb', 'rrggbb' or 'r,g,b'"):
+        parse_color(text)
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def checker_mask(width: int, height: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width]
+    return ((yy // 2 + xx // 3) % 2).astype(bool)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 0.7, 1.0])
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (13, 7), (64, 48), (7, 130)])
+def test_blend_tints_foreground_exactly_and_leaves_background_alone(width: int, height: int, alpha: float) -> None:
+    # GIVEN random pixels and a checkered mask
+    image, mask, color = photo(width, height), checker_mask(width, height), (255, 59, 48)
+    # WHEN blended
+    result = blend(image, mask, color, alpha)
+    # THEN same size and mode, background bit-identical, foreground = floor((1-a)p + a c + 0.5)
+    assert (result.mode, result.size) == ("RGB", image.size)
+    before, after = np.asarray(image), np.asarray(result)
+    assert np.array_equal(after[~mask], before[~mask])
+    expected = np.floor((1 - alpha) * before[mask].astype(np.float64) + alpha * np.array(color) + 0.5)
+    assert np.array_equal(after[mask], expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("pixel", "color", "alpha", "expected"),
+    [
+        ((100, 100, 100), (255, 59, 48), 0.5, (178, 80, 74)),  # 177.5 rounds up, 79.5 up, 74 exact
+        ((0, 0, 0), (255, 255, 255), 1.0, (255, 255, 255)),
+        ((7, 8, 9), (255, 255, 255), 0.0, (7, 8, 9)),
+        ((200, 10, 30), (0, 0, 0), 0.25, (150, 8, 23)),  # 150, 7.5 -> 8, 22.5 -> 23
+    ],
+)
+def test_blend_arithmetic_examples(pixel: tuple, color: tuple, alpha: float, expected: tuple) -> None:
+    image = Image.new("RGB", (1, 1), pixel)
+    assert blend(image, np.ones((1, 1), dtype=bool), color, alpha).getpixel((0, 0)) == expected
+
+
+def test_blend_with_empty_and_full_masks() -> None:
+    image = photo(9, 5)
+    assert np.array_equal(np.asarray(blend(image, np.zeros((5, 9), bool), (1, 2, 3), 0.5)), np.asarray(image))
+    solid = np.asarray(blend(image, np.ones((5, 9), bool), (1, 2, 3), 1.0))
+    assert np.all(solid == np.array([1, 2, 3], dtype=np.uint8))
+
+
+def test_blend_does_not_modify_its_input() -> None:
+    image = photo(8, 8)
+    before = np.asarray(image).copy()
+    blend(image, np.ones((8, 8), bool), (0, 0, 0), 1.0)
+    assert np.array_equal(np.asarray(image), before)
+
+
+@pytest.mark.parametrize(
+    ("image", "mask", "color", "alpha", "message"),
+    [
+        (Image.new("RGBA", (4, 4)), np.ones((4, 4), bool), (0, 0, 0), 0.5, "needs an RGB image"),
+        (Image.new("RGB", (4, 3)), np.ones((4, 3), bool), (0, 0, 0), 0.5, "does not match"),  # (w, h) swapped
+        (Image.new("RGB", (4, 4)), np.ones((4, 4), bool), (0, 0, 0), 1.5, "outside 0..1"),
+        (Image.new("RGB", (4, 4)), np.ones((4, 4), bool), (0, 0, 300), 0.5, "three channels of 0-255"),
+    ],
+)
+def test_blend_refuses_bad_inputs(
+    image: Image.Image, mask: np.ndarray, color: tuple, alpha: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        blend(image, mask, color, alpha)
+
+
+def test_tint_table_layout() -> None:
+    table = tint_table((255, 0, 10), 0.5)
+    assert len(table) == 768
+    assert (table[0], table[255], table[256], table[511], table[512 + 10]) == (128, 255, 0, 128, 10)
+
+
+def test_mask_to_image_is_0_or_255_greyscale() -> None:
+    mask = np.array([[True, False, True]])
+    image = mask_to_image(mask)
+    assert (image.mode, image.size) == ("L", (3, 1))
+    assert np.asarray(image).tolist() == [[255, 0, 255]]
