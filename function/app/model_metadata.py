@@ -50,19 +50,25 @@ def read_spec(metadata: Mapping[str, str]) -> ModelSpec:
 
 
 def _parse(metadata: Mapping[str, str]) -> ModelSpec:
-    mean, std = json.loads(metadata["mean"]), json.loads(metadata["std"])
     return ModelSpec(
         input_height=int(metadata["input_height"]),
         input_width=int(metadata["input_width"]),
         channel_order=metadata["channel_order"],
         scale=float(metadata["scale"]),
-        mean=(float(mean[0]), float(mean[1]), float(mean[2])),
-        std=(float(std[0]), float(std[1]), float(std[2])),
+        mean=_per_channel(metadata, "mean"),
+        std=_per_channel(metadata, "std"),
         threshold=float(metadata["threshold"]),
         name=metadata.get("model_name", "unnamed"),
         version=metadata.get("model_version", "unversioned"),
         metrics=dict(json.loads(metadata.get("metrics", "{}"))),
     )
+
+
+def _per_channel(metadata: Mapping[str, str], key: str) -> tuple[float, float, float]:
+    values = json.loads(metadata[key])
+    if not isinstance(values, list) or len(values) != 3:
+        raise ValueError(f"{key} is {metadata[key]}, not a list of 3 numbers")
+    return (float(values[0]), float(values[1]), float(values[2]))
 
 
 def _check_supported(metadata: Mapping[str, str]) -> None:

@@ -1,0 +1,51 @@
+"""app.model_metadata: the ONNX metadata contract, read without torch."""
+
+from __future__ import annotations
+
+import pytest
+from app.model_metadata import InvalidModel, ModelSpec, read_spec
+
+# What model/metadata.py's build_metadata writes for the reference preprocessing.
+CONTRACT = {
+    "input_height": "256", "input_width": "320", "channel_order": "RGB", "resize": "bilinear",
+    "scale": "0.00392156862745098", "mean": "[0.485, 0.456, 0.406]", "std": "[0.229, 0.224, 0.225]",
+    "layout": "NCHW", "threshold": "0.5", "model_name": "unet-x", "model_version": "2.1.0",
+    "training_data": "synthetic", "metrics": '{"dice": 0.99, "iou": 0.98}',
+}
+
+
+def test_reads_every_field_of_the_contract() -> None:
+    assert read_spec(CONTRACT) == ModelSpec(
+        input_height=256, input_width=320, channel_order="RGB", scale=1 / 255,
+        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), threshold=0.5,
+        name="unet-x", version="2.1.0", metrics={"dice": 0.99, "iou": 0.98},
+    )
+
+
+def test_identity_and_metrics_are_optional() -> None:
+    bare = {k: v for k, v in CONTRACT.items() if k not in {"model_name", "model_version", "metrics"}}
+    spec = read_spec(bare)
+    assert (spec.name, spec.version, spec.metrics) == ("unnamed", "unversioned", {})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"scale": None}, "no 'scale' key"),
+        ({"channel_order": None}, "no 'channel_order' key"),
+        ({"input_width": "wide"}, "malformed"),
+        ({"mean": "not json"}, "malformed"),
+        ({"std": "[1, 2, 3, 4]"}, "not a list of 3 numbers"),
+        ({"resize": "bicubic"}, "resize is 'bicubic'; this server supports bilinear"),
+        ({"channel_order": "GRB"}, "channel_order is 'GRB'"),
+        ({"layout": "NHWC"}, "layout is 'NHWC'"),
+        ({"threshold": "0"}, "outside (0, 1)"),
+        ({"input_height": "0"}, "not positive"),
+        ({"std": "[0.2, -0.1, 0.2]"}, "non-positive"),
+    ],
+)
+def test_unusable_metadata_is_refused_with_the_reason(changes: dict[str, str | None], message: str) -> None:
+    metadata = {k: v for k, v in {**CONTRACT, **changes}.items() if v is not None}
+    with pytest.raises(InvalidModel) as raised:
+        read_spec(metadata)
+    assert message in str(raised.value)
