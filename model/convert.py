@@ -34,7 +34,7 @@ def unwrap_state_dict(loaded: dict[str, Any]) -> dict[str, torch.Tensor]:
             loaded = loaded[key]
             break
     prefix = "module."
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in loaded.items()}
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in loaded.items()}
 
 
 def config_from_state_dict(state: dict[str, torch.Tensor]) -> UNetConfig:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageFilter
 from torch.utils.data import Dataset, TensorDataset
 from tqdm import tqdm
 
@@ -144,7 +144,9 @@ def materialise(dataset: Dataset, workers: int) -> TensorDataset:
     load = partial(_sample_as_arrays, dataset)
     if workers > 0:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            samples = list(tqdm(pool.imap(load, indices, chunksize=16), total=len(indices), desc="preparing data", disable=None))
+            samples = list(
+                tqdm(pool.imap(load, indices, chunksize=16), total=len(indices), desc="preparing data", disable=None)
+            )
     else:
         samples = [load(i) for i in indices]
     images, masks = zip(*samples, strict=True)
@@ -296,8 +298,10 @@ def _random_blob(rng: np.random.Generator, h: int, w: int, scale: tuple[float, f
     amplitudes = rng.uniform(0, 0.3, size=4) / np.arange(2, 6)
     phases = rng.uniform(0, 2 * math.pi, size=4)
     reach = r0 * (1 + amplitudes.sum())  # the largest radius the wobble can give
-    box = (slice(max(int(cy - reach / stretch), 0), min(int(cy + reach / stretch) + 2, h)),
-           slice(max(int(cx - reach * stretch), 0), min(int(cx + reach * stretch) + 2, w)))
+    box = (
+        slice(max(int(cy - reach / stretch), 0), min(int(cy + reach / stretch) + 2, h)),
+        slice(max(int(cx - reach * stretch), 0), min(int(cx + reach * stretch) + 2, w)),
+    )
     yy, xx = np.ogrid[box[0], box[1]]
     dy, dx = ((yy - cy) * stretch).astype(np.float32), ((xx - cx) / stretch).astype(np.float32)
     theta = np.arctan2(dy, dx)

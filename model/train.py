@@ -104,7 +104,13 @@ def build_datasets(args: argparse.Namespace, prep: Preprocessing) -> tuple[Tenso
 
 def make_loader(dataset: TensorDataset, args: argparse.Namespace, shuffle: bool) -> DataLoader:
     """Batches from memory; augmentation happens later, on the training device."""
-    return DataLoader(dataset, batch_size=args.batch_size, shuffle=shuffle, drop_last=shuffle, pin_memory=args.device.startswith("cuda"))
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        pin_memory=args.device.startswith("cuda"),
+    )
 
 
 def memory_format(device: str) -> torch.memory_format:
@@ -119,14 +125,23 @@ def learning_rate(base: float, fraction: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * cosine))
 
 
-def train_epoch(model: UNet, loader: DataLoader, optimiser: torch.optim.Optimizer, progress: Progress, args: argparse.Namespace, prep: Preprocessing) -> float:
+def train_epoch(
+    model: UNet,
+    loader: DataLoader,
+    optimiser: torch.optim.Optimizer,
+    progress: Progress,
+    args: argparse.Namespace,
+    prep: Preprocessing,
+) -> float:
     model.train()
     losses = []
     bar = tqdm(loader, desc=f"epoch {progress.epoch + 1}", leave=False, disable=None)
     for images, masks in bar:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(args.lr, progress.fraction)
-        pixels, targets = augment_batch(images.to(args.device, non_blocking=True), masks.to(args.device, non_blocking=True))
+        pixels, targets = augment_batch(
+            images.to(args.device, non_blocking=True), masks.to(args.device, non_blocking=True)
+        )
         inputs = prep.normalise(pixels).contiguous(memory_format=memory_format(args.device))
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=args.device.startswith("cuda")):
             logits = model(inputs)
@@ -152,7 +167,9 @@ def validate(model: UNet, loader: DataLoader, device: str, prep: Preprocessing) 
     return {"iou": round(meter.iou, 5), "dice": round(meter.dice, 5)}
 
 
-def save_checkpoint(path: Path, model: UNet, optimiser: torch.optim.Optimizer, progress: Progress, extra: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path, model: UNet, optimiser: torch.optim.Optimizer, progress: Progress, extra: dict[str, Any]
+) -> None:
     state = {
         "model": model.state_dict(),
         "config": model.config.to_dict(),
@@ -164,6 +181,18 @@ def save_checkpoint(path: Path, model: UNet, optimiser: torch.optim.Optimizer, p
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
+@dataclass
+class Run:
+    """What one training run works with, built once by ``main``."""
+
+    args: argparse.Namespace
+    prep: Preprocessing
+    model: UNet
+    optimiser: torch.optim.Optimizer
+    progress: Progress
+    extra: dict[str, Any]  # saved with every checkpoint: preprocessing, data description, arguments
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,27 +212,47 @@ def main(argv: list[str] | None = None) -> None:
     config = UNetConfig.from_dict(resumed["config"]) if resumed else UNetConfig(base_width=args.base_width)
     model = UNet(config).to(args.device, memory_format=memory_format(args.device))
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=WEIGHT_DECAY)
-    progress = Progress(total_steps=args.epochs * len(train_loader), max_seconds=args.max_minutes and args.max_minutes * 60)
+    max_seconds = args.max_minutes * 60 if args.max_minutes else None
+    progress = Progress(total_steps=args.epochs * len(train_loader), max_seconds=max_seconds)
     best_iou = restore(resumed, model, optimiser, progress)
-    log.info("UNet %s: %d parameters on %s; %d train / %d val images", config, count_parameters(model), args.device, len(train_set), len(val_set))
+    log.info("UNet %s: %d parameters on %s", config, count_parameters(model), args.device)
+    log.info("%d train / %d validation images: %s", len(train_set), len(val_set), data_description)
 
-    # 3. train, validating each epoch
-    extra = {"preprocessing": prep.to_dict(), "data": data_description, "args": {k: str(v) for k, v in vars(args).items()}}
+    # 3. train, validating and checkpointing each epoch
+    extra = {
+        "preprocessing": prep.to_dict(),
+        "data": data_description,
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     progress.started = time.monotonic() - (resumed or {}).get("elapsed", 0.0)
+    best_iou = run_epochs(Run(args, prep, model, optimiser, progress, extra), train_loader, val_loader, best_iou)
+    log.info("done: best validation IoU %.4f; checkpoints in %s", best_iou, args.out)
+
+
+def run_epochs(run: Run, train_loader: DataLoader, val_loader: DataLoader, best_iou: float) -> float:
+    args, progress = run.args, run.progress
     while progress.epoch < args.epochs and progress.fraction < 1.0:
-        loss = train_epoch(model, train_loader, optimiser, progress, args, prep)
-        metrics = validate(model, val_loader, args.device, prep)
+        loss = train_epoch(run.model, train_loader, run.optimiser, progress, args, run.prep)
+        metrics = validate(run.model, val_loader, args.device, run.prep)
         progress.epoch += 1
         elapsed = time.monotonic() - progress.started
-        log.info("epoch %d step %d loss %.4f val iou %.4f dice %.4f (%.0f s)", progress.epoch, progress.step, loss, metrics["iou"], metrics["dice"], elapsed)
-        checkpoint_extra = {**extra, "metrics": metrics, "elapsed": elapsed, "best_iou": max(best_iou, metrics["iou"])}
-        save_checkpoint(args.out / "last.pt", model, optimiser, progress, checkpoint_extra)
-        if metrics["iou"] > best_iou:
-            best_iou = metrics["iou"]
-            save_checkpoint(args.out / "best.pt", model, optimiser, progress, checkpoint_extra)
+        log.info(
+            "epoch %d step %d loss %.4f val iou %.4f dice %.4f (%.0f s)",
+            progress.epoch,
+            progress.step,
+            loss,
+            metrics["iou"],
+            metrics["dice"],
+            elapsed,
+        )
+        best_iou = max(best_iou, metrics["iou"])
+        extra = {**run.extra, "metrics": metrics, "elapsed": elapsed, "best_iou": best_iou}
+        save_checkpoint(args.out / "last.pt", run.model, run.optimiser, progress, extra)
+        if metrics["iou"] >= best_iou:
+            save_checkpoint(args.out / "best.pt", run.model, run.optimiser, progress, extra)
         if args.max_steps and progress.step >= args.max_steps:
             break
-    log.info("done: best val iou %.4f; checkpoints in %s", best_iou, args.out)
+    return best_iou
 
 
 def restore(resumed: dict[str, Any] | None, model: UNet, optimiser: torch.optim.Optimizer, progress: Progress) -> float:

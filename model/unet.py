@@ -4,6 +4,10 @@ Module names follow the most common PyTorch UNet layout (``inc``, ``down1..4``,
 ``up1..4``, ``outc``; ``double_conv``, ``maxpool_conv``, ``conv``), so ``.pth``
 files from the old service load with ``strict=True``. ``UNet()`` builds the
 reference architecture: 7,849,601 parameters.
+
+Any input size works as long as the 16x-downsampled bottleneck keeps more than
+one pixel for InstanceNorm's statistics (e.g. 32x16 and up): odd sides are
+handled in ``Up``. The server always feeds the model its metadata's size.
 """
 
 from __future__ import annotations

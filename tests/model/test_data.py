@@ -1,0 +1,121 @@
+"""Data: the generated set is deterministic and non-trivial; folders pair by stem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model.data import (
+    HELDOUT_SEED,
+    MAX_SIDE,
+    MIN_SIDE,
+    FolderDataset,
+    Preprocessing,
+    SyntheticDataset,
+    augment_batch,
+    binarise_mask,
+    generate_sample,
+    materialise,
+)
+
+PREP = Preprocessing(height=64, width=64)
+
+
+def test_generated_samples_are_a_pure_function_of_seed_and_index() -> None:
+    first, again = SyntheticDataset(3, PREP, seed=7), SyntheticDataset(3, PREP, seed=7)
+    for index in range(3):
+        assert torch.equal(first[index][0], again[index][0])
+        assert torch.equal(first[index][1], again[index][1])
+
+
+def test_different_seeds_give_different_images() -> None:
+    assert not torch.equal(SyntheticDataset(1, PREP, seed=0)[0][0], SyntheticDataset(1, PREP, seed=1)[0][0])
+
+
+def test_parallel_materialisation_equals_serial() -> None:
+    dataset = SyntheticDataset(6, PREP, seed=3)
+    serial, parallel = materialise(dataset, workers=0), materialise(dataset, workers=2)
+    assert torch.equal(serial.tensors[0], parallel.tensors[0])
+    assert torch.equal(serial.tensors[1], parallel.tensors[1])
+    assert serial.tensors[0].shape == (6, 3, 64, 64) and serial.tensors[0].dtype == torch.uint8
+
+
+def test_generated_frames_vary_in_size_and_hold_both_classes() -> None:
+    sizes, fractions = set(), []
+    for index in range(12):
+        image, mask = generate_sample(np.random.default_rng([HELDOUT_SEED, index]))
+        assert image.mode == "RGB" and image.size == (mask.shape[1], mask.shape[0])
+        assert MIN_SIDE <= min(image.size) and max(image.size) <= MAX_SIDE
+        sizes.add(image.size)
+        fractions.append(mask.mean())
+    assert len(sizes) == 12
+    assert 0.03 < min(fractions) and max(fractions) < 0.95
+
+
+def test_colour_alone_does_not_separate_foreground() -> None:
+    """The best single-colour-channel threshold is far from the mask: the task needs texture and shape."""
+    image, mask = generate_sample(np.random.default_rng([HELDOUT_SEED, 0]))
+    pixels = np.asarray(image)
+    best = 0.0
+    for channel in range(3):
+        for threshold in range(0, 256, 8):
+            guess = pixels[..., channel] >= threshold
+            for candidate in (guess, ~guess):
+                best = max(best, (candidate & mask).sum() / (candidate | mask).sum())
+    assert best < 0.8
+
+
+def test_preprocessing_normalises_with_its_own_numbers() -> None:
+    prep = Preprocessing(height=2, width=2, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 1.0))
+    image = Image.new("RGB", (4, 4), (255, 0, 51))
+    assert prep.image_to_input(image)[0, :, 0, 0].tolist() == pytest.approx([1.0, -2.0, -0.3])
+
+
+def test_augmentation_keeps_image_and_mask_aligned() -> None:
+    # GIVEN a frame whose left half is white and masked
+    images = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+    images[..., :16] = 255
+    masks = (images[:, :1] > 0).to(torch.uint8)
+    torch.manual_seed(0)
+    pixels, targets = augment_batch(images, masks)
+    # THEN after flips, zoom and jitter the mask still marks the bright pixels
+    assert pixels.shape == (8, 3, 32, 32) and targets.shape == (8, 1, 32, 32)
+    bright = pixels.mean(1, keepdim=True) > pixels.mean(dim=(1, 2, 3), keepdim=True)
+    agreement = (bright == (targets > 0.5)).float().mean()
+    assert agreement > 0.95
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([0, 1, 1], [False, True, True]),
+        ([0, 255, 128, 127], [False, True, True, False]),
+        ([0, 250, 3], [False, True, False]),
+    ],
+)
+def test_masks_binarise_from_either_convention(values: list[int], expected: list[bool]) -> None:
+    assert binarise_mask(np.array(values)).tolist() == expected
+
+
+def test_folder_dataset_pairs_by_stem_including_carvana_suffix(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for stem in ("a", "b", "c"):
+        Image.new("RGB", (40, 30), (10, 20, 30)).save(tmp_path / "images" / f"{stem}.jpg")
+    Image.new("L", (40, 30), 255).save(tmp_path / "masks" / "a.png")
+    Image.new("L", (40, 30), 1).save(tmp_path / "masks" / "b_mask.gif")  # Carvana names masks <id>_mask.gif
+    dataset = FolderDataset(tmp_path, PREP)
+    assert [image.stem for image, _ in dataset.pairs] == ["a", "b"]  # c has no mask: left out
+    image, mask = dataset[1]
+    assert image.shape == (3, 64, 64) and bool(mask.all())
+
+
+def test_folder_without_pairs_says_what_it_expects(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(ValueError, match="images/ and masks/"):
+        FolderDataset(tmp_path, PREP)
