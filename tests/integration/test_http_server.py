@@ -1,0 +1,90 @@
+"""The real server: uvicorn in a subprocess serving the bundled model, called as the seed's client calls it."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 60
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_ready(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited with {server.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the server was not ready within {STARTUP_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`make serve`'s command, on a free loopback port: cd function && uvicorn app.main:app."""
+    port = free_loopback_port()
+    env = {key: value for key, value in os.environ.items() if key != "MODEL_URI"}  # the default: the bundled model
+    log = tmp_path_factory.mktemp("server") / "server.log"  # a file, not a pipe that could fill and stall it
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO / "function", env=env, stdout=output, stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_ready(base, server, log)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.slow
+def test_seed_client_gets_an_overlay_of_the_same_size(server_url: str, tmp_path: Path) -> None:
+    # GIVEN a photo on disk, as the seed's client has
+    path = tmp_path / "image.jpg"
+    pixels = np.random.default_rng(0).integers(0, 256, (241, 319, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="JPEG")
+    # WHEN posted exactly as the seed's client does
+    with open(path, "rb") as handle:
+        response = requests.post(f"{server_url}/predict", files={"file": handle}, timeout=60)
+    # THEN a PNG of the photo's size comes back
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    overlay = Image.open(io.BytesIO(response.content))
+    assert (overlay.format, overlay.mode, overlay.size) == ("PNG", "RGB", (319, 241))
+
+
+@pytest.mark.slow
+def test_root_health_and_errors_over_the_wire(server_url: str) -> None:
+    assert requests.get(f"{server_url}/", timeout=10).json() == {"message": "UNet API is running!"}
+    health = requests.get(f"{server_url}/health", timeout=10).json()
+    assert (health["status"], health["model"]["name"]) == ("ready", "unet-synthetic-blobs")
+    refused = requests.post(f"{server_url}/predict", files={"file": ("a.txt", b"not an image")}, timeout=10)
+    assert refused.status_code == 400
+    assert "not a recognised image" in refused.json()["detail"]
