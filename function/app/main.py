@@ -179,3 +179,6 @@ async def _queue_full(request: Request, error: QueueFull) -> JSONResponse:
 
 # --- Lambda entry point ------------------------------------------------------------------
 # Appended by the AWS side (app.lambda_handler): `handler = make_handler(app, holder)`.
+from app.lambda_handler import make_handler  # noqa: E402  (needs app and holder, built above)
+
+handler = make_handler(app, holder)

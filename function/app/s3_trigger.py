@@ -1,0 +1,148 @@
+"""The S3 upload trigger: each image put under ``uploads/`` gets an overlay, a mask and a summary.
+
+``uploads/x/cat.jpg`` -> ``overlays/x/cat.jpg.png`` (overlay), ``overlays/x/cat.jpg.mask.png``
+(0/255 mask) and ``overlays/x/cat.jpg.json`` (summary, written last, so its presence
+means the other two are there). Output keys derive from the input key, so S3's
+at-least-once delivery only overwrites. Keys outside ``uploads/`` (our own outputs)
+are skipped, so the function never triggers itself. A bad image is logged and
+skipped (retrying cannot fix it); S3 and model errors raise so Lambda retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import unquote_plus
+
+import numpy as np
+from botocore.exceptions import ClientError
+from PIL import Image
+
+from app.imaging import DecodeLimits, ImageRejected, decode_image
+from app.overlay import blend, mask_to_image, parse_color
+from app.png import encode_png
+from app.segmenter import Segmenter
+from app.settings import Settings
+
+UPLOAD_PREFIX = "uploads/"
+OUTPUT_PREFIX = "overlays/"
+GONE_ERROR_CODES = {"NoSuchKey", "404"}  # deleted between the event and our GET: nothing to retry
+
+logger = logging.getLogger(__name__)
+
+
+class UploadUnusable(Exception):
+    """An upload that no retry can fix: deleted before we read it, or over the byte limit (unread)."""
+
+
+class ModelSource(Protocol):
+    def get(self) -> Segmenter: ...
+
+
+@dataclass(frozen=True)
+class OutputKeys:
+    overlay: str
+    mask: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one record: ``processed``, ``skipped`` or ``rejected``."""
+
+    key: str
+    status: str
+    detail: str = ""
+    inference_ms: float | None = None  # the segmenter's resize + infer + upsample
+
+
+def uploaded_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, key) per record; S3 URL-encodes keys with a space as '+' and a '+' as '%2B'."""
+    return [(r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"])) for r in event["Records"]]
+
+
+def output_keys(key: str) -> OutputKeys | None:
+    """Where the results for an upload go; None for keys this trigger must not process."""
+    if not key.startswith(UPLOAD_PREFIX) or key.endswith("/"):
+        return None
+    stem = OUTPUT_PREFIX + key.removeprefix(UPLOAD_PREFIX)
+    return OutputKeys(overlay=f"{stem}.png", mask=f"{stem}.mask.png", summary=f"{stem}.json")
+
+
+def summarise(mask: np.ndarray) -> dict[str, Any]:
+    """Foreground fraction and bounding box (PIL box: right and bottom exclusive, null if empty)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = None
+    if rows.size:
+        box = {"left": int(cols[0]), "top": int(rows[0]), "right": int(cols[-1]) + 1, "bottom": int(rows[-1]) + 1}
+    return {"foreground_fraction": np.count_nonzero(mask) / mask.size, "bounding_box": box}
+
+
+class S3Trigger:
+    """Processes S3 ObjectCreated events with the model of this execution environment."""
+
+    def __init__(self, s3: Callable[[], Any], models: ModelSource, settings: Settings) -> None:
+        self.s3, self.models = s3, models  # the S3 client is looked up per call: built once, swappable in tests
+        self.limits = DecodeLimits(max_bytes=settings.S3_MAX_UPLOAD_BYTES, max_pixels=settings.S3_MAX_PIXELS)
+        self.color, self.alpha = parse_color(settings.OVERLAY_COLOR), settings.OVERLAY_ALPHA
+
+    def handle(self, event: dict[str, Any]) -> list[Outcome]:
+        return [self.process(bucket, key) for bucket, key in uploaded_objects(event)]
+
+    def process(self, bucket: str, key: str) -> Outcome:
+        keys = output_keys(key)
+        if keys is None:
+            logger.info("skipping s3://%s/%s: only keys under %s are processed", bucket, key, UPLOAD_PREFIX)
+            return Outcome(key, "skipped", f"not under {UPLOAD_PREFIX}")
+        segmenter = self.models.get()  # raises while the model is unavailable: Lambda retries the event
+        try:
+            image = decode_image(self._read(bucket, key), self.limits)
+        except ImageRejected as rejected:
+            return self._reject(bucket, key, str(rejected.detail))
+        except UploadUnusable as unusable:
+            return self._reject(bucket, key, str(unusable))
+        return self._segment(segmenter, image, (bucket, key), keys)
+
+    def _reject(self, bucket: str, key: str, reason: str) -> Outcome:
+        logger.warning("skipping s3://%s/%s: %s", bucket, key, reason)
+        return Outcome(key, "rejected", reason)
+
+    def _read(self, bucket: str, key: str) -> bytes:
+        """The object's bytes; limits checked on its length before any byte is read."""
+        try:
+            response = self.s3().get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in GONE_ERROR_CODES:
+                raise UploadUnusable(f"{key} no longer exists") from error
+            raise
+        size = response["ContentLength"]
+        if size > self.limits.max_bytes:
+            response["Body"].close()
+            raise UploadUnusable(f"{size} bytes is over the {self.limits.max_bytes}-byte limit (S3_MAX_UPLOAD_BYTES)")
+        return response["Body"].read()
+
+    def _segment(self, segmenter: Segmenter, image: Image.Image, source: tuple[str, str], keys: OutputKeys) -> Outcome:
+        prediction = segmenter.segment(image)
+        bucket, key = source
+        self._put(bucket, keys.overlay, encode_png(blend(image, prediction.mask, self.color, self.alpha)), "image/png")
+        self._put(bucket, keys.mask, encode_png(mask_to_image(prediction.mask)), "image/png")
+        summary = self._summary(segmenter, image, source, prediction.mask)
+        self._put(bucket, keys.summary, json.dumps(summary, indent=2).encode(), "application/json")
+        logger.info("segmented s3://%s/%s -> %s", bucket, key, keys.overlay)
+        return Outcome(key, "processed", keys.overlay, round(sum(prediction.timings_ms.values()), 1))
+
+    def _summary(self, segmenter: Segmenter, image: Image.Image, source: tuple[str, str], mask: np.ndarray) -> dict:
+        info = segmenter.info
+        return {
+            "source": {"bucket": source[0], "key": source[1]},
+            "image": {"width": image.width, "height": image.height},
+            **summarise(mask),
+            "model": {"name": info.name, "version": info.version, "sha256": info.sha256},
+        }
+
+    def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self.s3().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
