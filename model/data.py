@@ -221,7 +221,8 @@ def generate_sample(rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
     for _ in range(int(rng.integers(1, 4))):
         box, blob = _random_blob(rng, h, w, scale=(0.12, 0.38))
         _cast_shadow(canvas, box, blob, rng)
-        fill = _textured_fill(rng, *blob.shape) * _lighting(rng, *blob.shape, strength=0.25)
+        bh, bw = blob.shape
+        fill = _textured_fill(rng, bh, bw) * _lighting(rng, bh, bw, strength=0.25)
         canvas[box][blob] = fill[blob]
         mask[box] |= blob
     return _degrade(canvas * _lighting(rng, h, w, strength=0.3), rng), mask
@@ -241,7 +242,9 @@ def _contrasting_colours(rng: np.random.Generator, min_distance: float = 0.4) ->
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.ogrid[0:h, 0:w]
+    """Row and column indices as broadcastable (h, 1) and (1, w) arrays."""
+    rows, columns = np.ogrid[0:h, 0:w]
+    return rows, columns
 
 
 def _value_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:

@@ -51,7 +51,7 @@ def heldout_batches(prep: Preprocessing, limit: int, batch_size: int) -> Iterato
         yield prep.normalise(torch.stack(images)).numpy(), torch.stack(masks)[:, 0].numpy().astype(bool)
 
 
-def evaluate(model_path: Path, limit: int, batch_size: int = 8) -> dict[str, float | int]:
+def evaluate(model_path: Path, limit: int, batch_size: int = 8) -> dict[str, float | int | str]:
     session = open_session(model_path)
     prep = read_preprocessing(session.get_modelmeta().custom_metadata_map)
     intersection = union = predicted = actual = 0

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     # 2. model and optimiser (optionally resumed)
     resumed = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume else None
     config = UNetConfig.from_dict(resumed["config"]) if resumed else UNetConfig(base_width=args.base_width)
-    model = UNet(config).to(args.device, memory_format=memory_format(args.device))
+    model = UNet(config).to(args.device, memory_format=memory_format(args.device))  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=WEIGHT_DECAY)
     max_seconds = args.max_minutes * 60 if args.max_minutes else None
     progress = Progress(total_steps=args.epochs * len(train_loader), max_seconds=max_seconds)
