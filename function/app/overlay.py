@@ -1,9 +1,9 @@
 """Drawing the result: a colour blended over the foreground, the original everywhere else.
 
 Pure functions of their inputs. The tint is a per-channel lookup table applied by
-Pillow (``Image.point``), then pasted through the mask (``Image.composite``): two
-C passes over the image, ~20 ms at 1080p and ~100 ms at 12 MP on one core, with
-background pixels copied bit for bit.
+Pillow (``Image.point``) to a copy of the image, and the background is pasted back
+through the inverted mask: two C passes, ~20 ms at 1080p and ~100 ms at 12 MP on
+one core, with background pixels copied bit for bit.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def blend(image: Image.Image, mask: np.ndarray, color: Color, alpha: float) -> I
     """
     _check_blend_inputs(image, mask, color, alpha)
     tinted = image.point(tint_table(color, alpha))
-    return Image.composite(tinted, image, mask_to_image(mask))
+    tinted.paste(image, mask=mask_to_image(~mask))  # background back, in place: one image fewer than composite
+    return tinted
 
 
 def _check_blend_inputs(image: Image.Image, mask: np.ndarray, color: Color, alpha: float) -> None:
