@@ -186,7 +186,14 @@ def test_full_queue_gives_429_at_once(make_client: Callable) -> None:
         started.set()
         release.wait(10)
 
-    holder_thread = threading.Thread(target=lambda: asyncio.run(queue.run(hold)))
+    def occupy() -> None:  # a private loop on its own thread (asyncio.run would reset that thread's loop)
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(queue.run(hold))
+        finally:
+            loop.close()
+
+    holder_thread = threading.Thread(target=occupy)
     holder_thread.start()
     try:
         assert started.wait(5)

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from app.work_queue import QueueFull, WorkQueue
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs on a private loop; unlike asyncio.run, leaves the thread's current loop alone
+    (setting it to None would orphan a loop another test's Mangum created, to be
+    garbage-collected later with a ResourceWarning that fails an unrelated test)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
 
 
 def test_runs_work_on_a_worker_thread_and_returns_its_result() -> None:
     queue = WorkQueue(workers=2, max_waiting=0)
     loop_thread = threading.get_ident()
-    result, ran_on = asyncio.run(queue.run(lambda: (42, threading.get_ident())))
+    result, ran_on = run(queue.run(lambda: (42, threading.get_ident())))
     assert result == 42 and ran_on != loop_thread
     assert queue.admitted == 0
 
@@ -24,7 +39,7 @@ def test_exceptions_reach_the_caller_and_free_the_slot() -> None:
         raise ValueError("bad image")
 
     with pytest.raises(ValueError, match="bad image"):
-        asyncio.run(queue.run(fail))
+        run(queue.run(fail))
     assert queue.admitted == 0
 
 
@@ -44,7 +59,7 @@ def test_beyond_workers_plus_queue_requests_are_refused_at_once(workers: int, ma
         release.set()
         return list(await asyncio.gather(*held)), admitted_when_full
 
-    results, admitted_when_full = asyncio.run(scenario())
+    results, admitted_when_full = run(scenario())
     # THEN the admitted ones all finish, and every slot is free again
     assert results == list(range(capacity))
     assert admitted_when_full == capacity
@@ -70,7 +85,7 @@ def test_a_slot_stays_taken_until_abandoned_work_really_ends() -> None:
                 break
             await asyncio.sleep(0.01)
 
-    asyncio.run(scenario())
+    run(scenario())
     assert queue.admitted == 0
 
 
