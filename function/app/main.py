@@ -177,6 +177,13 @@ async def _queue_full(request: Request, error: QueueFull) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=429, headers=_retry_after(BUSY_RETRY_AFTER_S))
 
 
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    """A bug, not bad input: logged with its traceback, answered in the API's JSON shape."""
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return JSONResponse({"detail": "internal server error: it has been logged; retry, or report it"}, status_code=500)
+
+
 # --- Lambda entry point ------------------------------------------------------------------
 # Appended by the AWS side (app.lambda_handler): `handler = make_handler(app, holder)`.
 from app.lambda_handler import make_handler  # noqa: E402  (needs app and holder, built above)

@@ -36,14 +36,15 @@ def make_client(tiny_model_path: Path, tiny_holder: ModelHolder) -> Iterator[Cli
     """
     from app import main
 
-    def make(holder: ModelHolder | None = None, work_queue: WorkQueue | None = None, **settings: Any) -> TestClient:
+    def make(holder: ModelHolder | None = None, work_queue: WorkQueue | None = None,
+             raise_server_exceptions: bool = True, **settings: Any) -> TestClient:
         configured = Settings(**{"MODEL_URI": str(tiny_model_path), **settings})
         overrides = main.app.dependency_overrides
         overrides[main.get_settings] = lambda: configured
         overrides[main.get_holder] = lambda: holder or tiny_holder
         if work_queue is not None:
             overrides[main.get_work_queue] = lambda: work_queue
-        return TestClient(main.app)
+        return TestClient(main.app, raise_server_exceptions=raise_server_exceptions)
 
     yield make
     main.app.dependency_overrides.clear()

@@ -107,6 +107,18 @@ def test_model_not_loaded_gives_503_with_retry_after(make_client: Callable, tmp_
     assert "none.onnx" in response.json()["detail"]
 
 
+class BrokenHolder(ModelHolder):
+    def get(self) -> Any:
+        raise RuntimeError("a bug")
+
+
+def test_a_bug_is_a_json_500_not_a_crash(make_client: Callable, tiny_model_path: Path) -> None:
+    broken = BrokenHolder(Settings(MODEL_URI=str(tiny_model_path)))
+    response = make_client(holder=broken, raise_server_exceptions=False).post("/predict", files=upload(png()))
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal server error: it has been logged; retry, or report it"}
+
+
 # --- what comes back ---------------------------------------------------------------------------
 
 
