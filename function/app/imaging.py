@@ -160,7 +160,7 @@ def sniff_format(data: bytes) -> str | None:
     for offset, magic, name in SIGNATURES:
         if data[offset : offset + len(magic)] == magic:
             return name
-    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:16].lower().startswith(MARKUP_STARTS):
+    if data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")[:16].lower().startswith(MARKUP_STARTS):
         return "SVG/XML"
     if len(data) > 2 and data[0] == PCX_MAGIC and data[1] <= 5 and data[2] == 1:
         return "PCX"

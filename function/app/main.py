@@ -70,7 +70,8 @@ def _error(description: str, example: str) -> dict[str, Any]:
 
 
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {}}, "description": "The overlay (or mask) as PNG, at the upload's size."},
+    200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "The overlay (or mask) as PNG, at the upload's size."},
     400: _error("Corrupt, truncated or not an image.", "the file is not a recognised image: send a JPEG, ..."),
     413: _error("Too many bytes or pixels (checked before decoding), or a result over MAX_RESPONSE_BYTES.",
                 "the image is 10000x8000 = 80000000 pixels, over the 50000000-pixel limit: send a smaller image"),
