@@ -1,0 +1,156 @@
+"""Run ``app.main.handler`` in this process with an event file: what ``sam local invoke`` runs in the container.
+
+    make invoke EVENT=events/http_api_post_predict.json
+    python -m scripts.invoke events/s3_put_upload.json --local-s3    # an S3 event, no AWS needed
+    python -m scripts.invoke events/http_api_get_root.json --json    # the summary as one JSON line
+
+Prints the response's summary: status, isBase64Encoded, headers and body length; an
+image body is saved (runs/invoke/<event>.png) and its path printed. For S3 events it
+prints each record's outcome. S3 calls go wherever boto3's configuration points
+(AWS, or AWS_ENDPOINT_URL_S3); with --local-s3 they go to moto on loopback, seeded
+with events/images/ at the event's keys, and the outputs are downloaded to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+from scripts.local_s3 import local_aws_env, moto_in_thread
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_IMAGES = {".png": REPO / "events" / "images" / "blobs.png"}
+DEFAULT_SAMPLE = REPO / "events" / "images" / "blobs.jpg"
+DEFAULT_OUT = REPO / "runs" / "invoke"
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that the handler and Powertools read."""
+
+    function_name: str = "unet-segmentation-local"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:unet-segmentation-local"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def load_event(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, decoded key) of each S3 record; none for other events."""
+    records = event.get("Records") or []
+    return [(r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"])) for r in records if "s3" in r]
+
+
+def seed(client: Any, objects: list[tuple[str, str]]) -> None:
+    """Creates the buckets and puts a sample image (by the key's extension) at each key."""
+    for bucket in sorted({bucket for bucket, _ in objects}):
+        client.create_bucket(Bucket=bucket)
+    for bucket, key in objects:
+        sample = SAMPLE_IMAGES.get(Path(key).suffix.lower(), DEFAULT_SAMPLE)
+        client.put_object(Bucket=bucket, Key=key, Body=sample.read_bytes())
+
+
+@contextmanager
+def local_s3(event: dict[str, Any]) -> Iterator[None]:
+    """moto's S3 on loopback for this process, seeded with the event's objects."""
+    with moto_in_thread() as endpoint:
+        os.environ.update(local_aws_env(endpoint))
+        import boto3
+
+        seed(boto3.client("s3"), s3_objects(event))
+        yield
+
+
+def summarise_http(response: dict[str, Any], out: Path) -> dict[str, Any]:
+    headers = {name.lower(): value for name, value in (response.get("headers") or {}).items()}
+    body = response.get("body") or ""
+    raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+    summary = {"kind": "http", "statusCode": response["statusCode"], "isBase64Encoded": response.get("isBase64Encoded"),
+               "headers": headers, "body_bytes": len(raw)}
+    if headers.get("content-type") == "image/png":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(raw)
+        summary["saved"] = str(out)
+    else:
+        summary["body"] = body[:2000]
+    return summary
+
+
+def fetch_outputs(result: dict[str, Any], bucket: str, out_dir: Path) -> list[str]:
+    """Downloads what the processed records wrote (overlay, mask, summary) into ``out_dir``."""
+    import boto3
+
+    client, saved = boto3.client("s3"), []
+    for record in result["records"]:
+        if record["status"] != "processed":
+            continue
+        stem = record["detail"].removesuffix(".png")
+        for key in (f"{stem}.png", f"{stem}.mask.png", f"{stem}.json"):
+            target = out_dir / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, key, str(target))
+            saved.append(str(target))
+    return saved
+
+
+def invoke(event: dict[str, Any], out: Path, download: bool) -> dict[str, Any]:
+    """Imports the handler (its init runs now, as in a cold start) and calls it once."""
+    sys.path.insert(0, str(REPO / "function"))
+    from app.main import handler
+
+    result = handler(event, LambdaContext())
+    if "statusCode" in result and "error" not in result:
+        return summarise_http(result, out.with_suffix(".png"))
+    if "records" in result:
+        objects = s3_objects(event)
+        saved = fetch_outputs(result, objects[0][0], out.parent / out.stem) if download and objects else []
+        return {"kind": "s3", "records": result["records"], "saved": saved}
+    return {"kind": "unsupported", **result}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("event", type=Path, help="an event file, e.g. events/http_api_post_predict.json")
+    parser.add_argument("--local-s3", action="store_true", help="serve the event's S3 objects from moto on loopback")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where image bodies and S3 outputs are saved")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the app logs JSON through its own handler
+    event = load_event(args.event)
+    try:
+        with local_s3(event) if args.local_s3 else nullcontext():
+            summary = invoke(event, args.out / args.event.stem, download=args.local_s3)
+    except Exception as error:  # what Lambda would record as a failed invocation
+        summary = {"kind": "error", "error": type(error).__name__, "detail": str(error)}
+    print(json.dumps(summary) if args.json else describe(summary))  # noqa: T201
+    return 1 if summary["kind"] == "error" else 0
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """The summary for people: one line per fact."""
+    lines = [f"== {summary['kind']} =="]
+    lines += [f"{name}: {value}" for name, value in summary.items() if name not in {"kind", "records", "headers"}]
+    lines += [f"header {name}: {value}" for name, value in summary.get("headers", {}).items()]
+    lines += [f"record {r['key']}: {r['status']} ({r['detail']})" for r in summary.get("records", [])]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""A local S3 for machines without AWS: moto's server on loopback, on a free port.
+
+boto3 reaches it through the standard ``AWS_ENDPOINT_URL_S3`` variable with dummy
+credentials (``local_aws_env``), so the code under test has no test-only path.
+Used by the tests, ``make invoke`` on S3 events (``--local-s3``) and
+scripts/lambda_memory.py (which runs it in its own process, out of the RSS it measures).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from moto.server import ThreadedMotoServer
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT_S = 30.0
+
+
+def local_aws_env(endpoint: str) -> dict[str, str]:
+    """What boto3 needs to talk to ``endpoint`` instead of AWS (never real credentials)."""
+    return {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+@contextmanager
+def moto_in_thread() -> Iterator[str]:
+    """moto's server in this process; yields its endpoint URL."""
+    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def moto_in_subprocess(port: int) -> Iterator[str]:
+    """moto's server as a child process (its memory stays out of ours); yields its endpoint URL."""
+    endpoint = f"http://{HOST}:{port}"
+    command = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(endpoint, server)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A port free on loopback now (another process could take it before moto does: rare)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(endpoint: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"moto's server exited with {server.returncode}: is port {endpoint} taken?")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"moto's server did not answer at {endpoint} within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+def reset(endpoint: str) -> None:
+    """Forget every bucket and object (moto's reset API)."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
