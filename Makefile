@@ -43,3 +43,25 @@ export: $(VENV)/.dev-installed  ## make export CKPT=runs/mine/best.pt OUT=runs/m
 
 evaluate: $(VENV)/.dev-installed  ## held-out IoU/Dice of an ONNX model
 	$(PY) -m model.evaluate $(MODEL)
+
+# --- AWS (docs/deploy.md). invoke and lambda-size need neither Docker nor an AWS account.
+.PHONY: lambda-memory
+# make invoke: S3 events read and write moto on loopback; S3=aws uses your AWS configuration instead.
+S3 ?= local
+invoke: $(VENV)/.dev-installed  ## run app.main.handler in-process: make invoke EVENT=events/s3_put_upload.json
+	$(PY) -m scripts.invoke $(EVENT) $(if $(filter local,$(S3)),--local-s3)
+
+lambda-size: $(VENV)/.dev-installed  ## the image's Python layer resolved for Lambda (cp312, manylinux x86_64)
+	$(PY) -m scripts.lambda_size
+
+lambda-memory: $(VENV)/.dev-installed  ## peak RSS and latency per path and image size (template.yaml's MemorySize)
+	$(PY) -m scripts.lambda_memory
+
+publish-model: $(VENV)/.dev-installed  ## upload $(MODEL) to the stack's bucket; prints the parameters to deploy with
+	$(PY) -m scripts.publish_model --model $(MODEL) --stack $(STACK) $(ARGS)
+
+build:  ## the container images (needs Docker and the SAM CLI)
+	sam build
+
+deploy:  ## the first time: sam deploy --guided
+	sam deploy --stack-name $(STACK)
