@@ -1,0 +1,97 @@
+"""Every payload in events/ through app.main.handler, as `sam local invoke -e` would send it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from app.overlay import blend, parse_color
+from app.settings import Settings
+from PIL import Image
+
+from scripts.invoke import LambdaContext, s3_objects, seed
+from tests.aws.conftest import SAMPLE_PNG
+from tests.conftest import EVENTS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ROOT_BODY = {"message": "UNet API is running!"}
+
+
+@dataclass(frozen=True)
+class Http:
+    status: int
+    base64: bool
+    json_body: dict[str, Any] | None = None
+    png_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class S3:
+    statuses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    shape: str
+
+
+EXPECTED: dict[str, Http | S3 | Unsupported] = {
+    "http_api_get_root.json": Http(200, base64=False, json_body=ROOT_BODY),
+    "http_api_post_predict.json": Http(200, base64=True, png_size=(447, 231)),
+    "rest_api_post_predict.json": Http(200, base64=True, png_size=(79, 128)),
+    "alb_get_root.json": Http(200, base64=False, json_body=ROOT_BODY),
+    "s3_put_upload.json": S3(("processed",)),
+    "s3_put_overlay.json": S3(("skipped",)),
+    "s3_put_batch.json": S3(("processed", "processed", "skipped")),
+    "eventbridge_scheduled.json": Unsupported("top-level keys ['account', 'detail', 'detail-type', 'id'"),
+    "sqs_message.json": Unsupported("top-level keys ['Records']"),
+}
+
+
+def test_every_event_file_has_an_expectation() -> None:
+    assert sorted(path.name for path in EVENTS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_event_through_the_handler(name: str, s3: Any, context: LambdaContext) -> None:
+    from app.main import handler
+
+    event = json.loads((EVENTS / name).read_text())
+    seed(s3, s3_objects(event))  # what `make invoke ... --local-s3` puts there
+    result = handler(event, context)
+    expected = EXPECTED[name]
+    if isinstance(expected, Http):
+        check_http(result, expected)
+    elif isinstance(expected, S3):
+        assert tuple(record["status"] for record in result["records"]) == expected.statuses
+    else:
+        assert (result["statusCode"], result["error"]) == (400, "UnsupportedEvent")
+        assert expected.shape in result["detail"]
+
+
+def check_http(result: dict[str, Any], expected: Http) -> None:
+    assert (result["statusCode"], result["isBase64Encoded"]) == (expected.status, expected.base64)
+    body = base64.b64decode(result["body"]) if result["isBase64Encoded"] else result["body"].encode()
+    if expected.json_body is not None:
+        assert json.loads(body) == expected.json_body
+    if expected.png_size is not None:
+        assert result["headers"]["content-type"] == "image/png"
+        assert body.startswith(PNG_SIGNATURE)
+        assert Image.open(io.BytesIO(body)).size == expected.png_size
+
+
+def test_rest_api_query_parameters_reach_the_app(s3: Any, context: LambdaContext) -> None:
+    """events/rest_api_post_predict.json asks for alpha=0.6: the overlay is blended at 0.6, not the default."""
+    from app.main import handler, holder
+
+    result = handler(json.loads((EVENTS / "rest_api_post_predict.json").read_text()), context)
+    overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["body"]))))
+    with Image.open(SAMPLE_PNG) as sample:
+        image = sample.convert("RGB")
+    expected = blend(image, holder.get().predict(image), parse_color(Settings().OVERLAY_COLOR), 0.6)
+    np.testing.assert_array_equal(overlay, np.asarray(expected))
