@@ -1,0 +1,124 @@
+"""Goals, and the results written where people read them: bench/results.json and docs/benchmarks.md.
+
+The docs page is half prose (decisions, what was tried) and half this run's numbers;
+``update_docs`` rewrites only the part between ``BEGIN`` and ``END`` so the prose
+survives every ``make bench``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BEGIN = "<!-- bench:begin (written by `make bench`; edit outside these markers) -->"
+END = "<!-- bench:end -->"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """``measured <= limit``, where ``measured`` is ``results`` followed along ``path``."""
+
+    name: str
+    path: tuple[str, ...]
+    limit: float
+    unit: str
+
+
+GOALS = (  # issue 3, section 6
+    Goal("1080p end to end in-process / model alone", ("ratios", "inprocess_1080p"), 1.5, "x"),
+    Goal("1080p end to end over HTTP / model alone", ("ratios", "http_1080p"), 1.8, "x"),
+    Goal("start to first answer, uvicorn (HTTP)", ("start_to_first_answer_s", "http_1080p"), 1.0, "s"),
+    Goal("start to first answer, in-process (Lambda-like init)", ("start_to_first_answer_s", "inprocess_1080p"),
+         1.0, "s"),
+    Goal("peak RSS serving 1080p", ("peak_rss_mb", "worst_1080p"), 200.0, "MB"),
+    Goal("peak RSS serving 12 MP", ("peak_rss_mb", "worst_12MP"), 500.0, "MB"),
+)
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per goal: measured value, limit, met, and by how much it is over (0 when met)."""
+    rows = []
+    for goal in GOALS:
+        measured: Any = results
+        for key in goal.path:
+            measured = measured[key]
+        over = max(0.0, measured - goal.limit)
+        rows.append({"goal": goal.name, "measured": round(measured, 3), "limit": goal.limit, "unit": goal.unit,
+                     "met": measured <= goal.limit, "over_by": round(over, 3),
+                     "over_by_pct": round(100.0 * over / goal.limit, 1)})
+    return rows
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """This run's tables: goals, end-to-end times, stage breakdown, memory and cold start."""
+    machine = results["machine"]
+    lines = [
+        f"Command: `{results['command']}` ({results['finished_at']}, commit {machine['git_commit']}, "
+        f"{results['wall_s']:.0f} s).",
+        f"Machine: {machine['cpu']}, {machine['affinity_cpus']} CPUs usable, 1-minute load "
+        f"{machine['load_average_1m_at_start']:.2f} at start; Python {machine['python']}, "
+        f"onnxruntime {machine['packages']['onnxruntime']}.",
+        "",
+        "| goal | measured | limit | met | over by |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in results["goals"]:
+        over = "" if row["met"] else f"{row['over_by']:.2f} {row['unit']} ({row['over_by_pct']:.0f}%)"
+        lines.append(f"| {row['goal']} | {row['measured']:.2f} {row['unit']} | {row['limit']:g} {row['unit']} | "
+                     f"{'yes' if row['met'] else '**no**'} | {over} |")
+    return "\n".join(lines + ["", *_timing_table(results), "", *_stage_table(results), "", *_process_table(results)])
+
+
+def _timing_table(results: dict[str, Any]) -> list[str]:
+    lines = ["| path | image | median ms (q1-q3) | model alone, same rounds | ratio | PNG MB |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for run in results["end_to_end"].values():
+        total, model = run["total_ms"], run["model_ms"]
+        lines.append(f"| {run['path']} | {run['image']} | {total['median']:.0f} ({total['q1']:.0f}-{total['q3']:.0f})"
+                     f" | {model['median']:.0f} | {run['ratio_to_model']:.2f}x | {run['png_mb']:.2f} |")
+    return lines
+
+
+def _stage_table(results: dict[str, Any]) -> list[str]:
+    runs = results["end_to_end"]
+    stages = sorted({stage for run in runs.values() for stage in run["stages_ms"]}, key=_stage_order)
+    lines = ["| stage (median ms) | " + " | ".join(runs) + " |", "| --- |" + " --- |" * len(runs)]
+    for stage in stages:
+        cells = [f"{run['stages_ms'][stage]:.1f}" if stage in run["stages_ms"] else "" for run in runs.values()]
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _stage_order(stage: str) -> int:
+    order = ["read", "wait", "decode", "resize", "infer", "upsample", "blend", "encode", "http_other"]
+    return order.index(stage) if stage in order else len(order)
+
+
+def _process_table(results: dict[str, Any]) -> list[str]:
+    lines = ["| fresh process | image | start to first answer s | of which the first request s | peak RSS MB "
+             "| peak RSS MB before the first request |", "| --- | --- | --- | --- | --- | --- |"]
+    for run in results["fresh_processes"].values():
+        idle = run.get("peak_rss_mb_before_first_request")
+        idle_cell = "" if idle is None else f"{idle:.0f}"
+        lines.append(f"| {run['kind']} | {run['image']} | {run['start_to_first_answer_s']:.2f} | "
+                     f"{run['first_request_s']:.2f} | {run['peak_rss_mb']:.0f} | {idle_cell} |")
+    return lines
+
+
+def update_docs(path: Path, section: str) -> None:
+    """Replaces the text between the markers (appends the section if the page has none)."""
+    text = path.read_text() if path.exists() else ""
+    block = f"{BEGIN}\n{section}\n{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = f"{text.rstrip()}\n\n{block}\n" if text else f"# Benchmarks\n\n{block}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
