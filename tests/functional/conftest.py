@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,7 @@ import pytest
 from app.model_holder import ModelHolder
 from app.settings import Settings
 from app.work_queue import WorkQueue
-
-with warnings.catch_warnings():
-    # Starlette 1.x prefers httpx2 for its TestClient and warns once, at import, when it
-    # finds httpx instead; the client works the same. Silenced here, for this import only.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
-    from fastapi.testclient import TestClient
+from fastapi.testclient import TestClient
 
 ClientFactory = Callable[..., TestClient]
 
