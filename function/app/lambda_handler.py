@@ -28,7 +28,7 @@ NAMESPACE = os.getenv("POWERTOOLS_METRICS_NAMESPACE", "UnetSegmentation")
 HTTP_EVENT_TYPES = (HTTPGateway, APIGateway, ALB)  # HTTP API v1/v2 payloads, REST API, ALB
 SUPPORTED = "API Gateway (HTTP API, REST API), ALB and S3 ObjectCreated events"
 
-LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+LambdaHandler = Callable[[Any, Any], dict[str, Any]]
 
 # The same Powertools logger (same service) whose handler app.logging_setup gives every
 # "app.*" logger: the request id that inject_lambda_context appends reaches all their lines.
@@ -55,7 +55,7 @@ def make_handler(asgi_app: Any, models: ModelSource) -> LambdaHandler:
 
 
 def event_kind(event: Any, context: Any, mangum: Mangum) -> str:
-    """"s3", "http" or "unsupported"."""
+    """The event's kind: ``s3``, ``http`` or ``unsupported``."""
     if not isinstance(event, dict):
         return "unsupported"
     records = event.get("Records")

@@ -29,7 +29,9 @@ from app.settings import Settings
 
 UPLOAD_PREFIX = "uploads/"
 OUTPUT_PREFIX = "overlays/"
-GONE_ERROR_CODES = {"NoSuchKey", "404"}  # deleted between the event and our GET: nothing to retry
+# Deleted between the event and our GET: nothing to retry. Without s3:ListBucket (the template
+# grants none) S3 answers AccessDenied instead, which raises: such an event ends in the failure queue.
+GONE_ERROR_CODES = {"NoSuchKey", "404"}
 
 logger = logging.getLogger(__name__)
 
