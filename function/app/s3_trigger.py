@@ -18,7 +18,6 @@ from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 import numpy as np
-from botocore.exceptions import ClientError
 from PIL import Image
 
 from app.imaging import DecodeLimits, ImageRejected, decode_image
@@ -114,6 +113,8 @@ class S3Trigger:
 
     def _read(self, bucket: str, key: str) -> bytes:
         """The object's bytes; limits checked on its length before any byte is read."""
+        from botocore.exceptions import ClientError  # here: botocore stays out of the HTTP path's start-up
+
         try:
             response = self.s3().get_object(Bucket=bucket, Key=key)
         except ClientError as error:
