@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from app.s3_client import get_s3_client
 
 S3_SCHEME = "s3://"
@@ -77,6 +75,9 @@ def _fetch_local(path: Path) -> LocalModel:
 
 
 def _fetch_s3(uri: str, cache_dir: Path) -> LocalModel:
+    # Here, not at import: botocore is only needed for an S3 model (app.s3_client says why).
+    from botocore.exceptions import BotoCoreError, ClientError
+
     bucket, key = parse_s3_uri(uri)
     try:
         client = get_s3_client()
