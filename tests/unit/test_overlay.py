@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app.overlay import blend, mask_to_image, parse_color, tint_table
+from app.overlay import BLEND_BAND_ROWS, blend, blend_in_place, mask_to_image, parse_color, tint_table
 from PIL import Image
 
 
@@ -112,3 +112,16 @@ def test_mask_to_image_is_0_or_255_greyscale() -> None:
     image = mask_to_image(mask)
     assert (image.mode, image.size) == ("L", (3, 1))
     assert np.asarray(image).tolist() == [[255, 0, 255]]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.37, 0.5, 1.0])
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (13, 7), (31, BLEND_BAND_ROWS * 2 + 5)])
+def test_blend_in_place_draws_blends_result_into_the_image_itself(width: int, height: int, alpha: float) -> None:
+    # GIVEN a mask with foreground in some bands only (so empty bands are skipped)
+    image, mask = photo(width, height, seed=3), checker_mask(width, height)
+    mask[: min(height, BLEND_BAND_ROWS)] = False
+    expected = np.asarray(blend(image, mask, (0, 200, 255), alpha))
+    # WHEN blended in place THEN the same pixels, in the same object
+    result = blend_in_place(image, mask, (0, 200, 255), alpha)
+    assert result is image
+    assert np.array_equal(np.asarray(result), expected)
