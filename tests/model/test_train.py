@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from model.data import HELDOUT_SEED, Preprocessing, SyntheticDataset, augment_batch, materialise
 from model.losses import OverlapMeter, dice_bce_loss
@@ -81,3 +82,21 @@ def test_overlap_meter_pools_over_the_data_set() -> None:
     meter.update(torch.tensor([0, 0]), torch.tensor([1, 1]))
     assert meter.iou == pytest.approx(1 / 4)
     assert meter.dice == pytest.approx(2 * 1 / (2 + 3))
+
+
+def test_training_on_a_folder_dataset(tmp_path: Path) -> None:
+    # GIVEN a user's folder: images/ and masks/ matched by stem (a bright square on grey)
+    for folder in ("images", "masks"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    for index in range(10):
+        image = Image.new("RGB", (90, 70), (90, 90, 90))
+        image.paste((250, 250, 250), (10 + index, 10, 50 + index, 50))
+        image.save(tmp_path / "data" / "images" / f"{index:02d}.jpg")
+        mask = Image.new("L", (90, 70), 0)
+        mask.paste(255, (10 + index, 10, 50 + index, 50))
+        mask.save(tmp_path / "data" / "masks" / f"{index:02d}.png")
+    # WHEN trained for an epoch THEN it checkpoints with the folder named as its data
+    main([*TINY_RUN, "--data", str(tmp_path / "data"), "--epochs", "1", "--out", str(tmp_path / "run")])
+    checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert checkpoint["data"] == "folder dataset data: 10 image/mask pairs"
+    assert checkpoint["step"] == 9 // 4  # 9 training pairs (every 10th validates), batches of 4, last dropped
