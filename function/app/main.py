@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict
 from functools import partial
 from typing import Annotated, Any
 
@@ -27,7 +26,7 @@ from app.logging_setup import configure_logging
 from app.model_holder import ModelHolder, ModelNotReady
 from app.overlay import parse_color
 from app.pipeline import Rendered, RenderOptions, render
-from app.schemas import ErrorBody, Health, ModelDescription, PredictOptions
+from app.schemas import ErrorBody, Health, PredictOptions
 from app.settings import Settings, get_settings
 from app.timing import Stopwatch, server_timing
 from app.work_queue import QueueFull, WorkQueue
@@ -97,7 +96,7 @@ async def health(holder: HolderDep) -> Any:
     except ModelNotReady as not_ready:
         body = Health(status="unavailable", detail=not_ready.detail).model_dump()
         return JSONResponse(body, status_code=503, headers=_retry_after(not_ready.retry_after_s))
-    return Health(status="ready", model=ModelDescription(**asdict(segmenter.info)))
+    return Health(status="ready", model=segmenter.info)
 
 
 @app.post("/predict", response_class=Response, responses=PREDICT_RESPONSES)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from app.overlay import parse_color
+from app.segmenter import ModelInfo
 
 
 class PredictOptions(BaseModel):
@@ -45,19 +46,9 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-class ModelDescription(BaseModel):
-    name: str
-    version: str
-    sha256: str
-    input_height: int
-    input_width: int
-    threshold: float
-    metrics: dict[str, float]
-
-
 class Health(BaseModel):
     """Readiness: ``ready`` with the model's identity, or ``unavailable`` with the reason."""
 
     status: Literal["ready", "unavailable"]
-    model: ModelDescription | None = None
+    model: ModelInfo | None = None  # the segmenter's own dataclass: pydantic validates and documents it
     detail: str | None = None
