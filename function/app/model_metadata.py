@@ -74,8 +74,8 @@ def _per_channel(metadata: Mapping[str, str], key: str) -> tuple[float, float, f
 def _check_supported(metadata: Mapping[str, str]) -> None:
     expected = {"resize": (SUPPORTED_RESIZE,), "layout": (SUPPORTED_LAYOUT,), "channel_order": SUPPORTED_CHANNEL_ORDERS}
     for key, allowed in expected.items():
-        if metadata[key] not in allowed:
-            raise InvalidModel(f"the model's {key} is {metadata[key]!r}; this server supports {', '.join(allowed)}")
+        if metadata.get(key) not in allowed:  # absent counts as unsupported, not a KeyError
+            raise InvalidModel(f"the model's {key} is {metadata.get(key)!r}; this server supports {', '.join(allowed)}")
 
 
 def _check_values(spec: ModelSpec) -> None:

@@ -49,3 +49,10 @@ def test_unusable_metadata_is_refused_with_the_reason(changes: dict[str, str | N
     with pytest.raises(InvalidModel) as raised:
         read_spec(metadata)
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["resize", "layout"])
+def test_a_missing_preprocessing_key_is_an_invalid_model_not_a_key_error(key: str) -> None:
+    incomplete = {k: v for k, v in CONTRACT.items() if k != key}
+    with pytest.raises(InvalidModel, match=f"the model's {key} is None"):
+        read_spec(incomplete)
