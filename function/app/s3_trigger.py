@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from app.imaging import DecodeLimits, ImageRejected, decode_image
-from app.overlay import blend, mask_to_image, parse_color
+from app.overlay import blend_in_place, mask_to_image, parse_color
 from app.png import encode_png
 from app.segmenter import Segmenter
 from app.settings import Settings
@@ -130,9 +130,12 @@ class S3Trigger:
     def _segment(self, segmenter: Segmenter, image: Image.Image, source: tuple[str, str], keys: OutputKeys) -> Outcome:
         prediction = segmenter.segment(image)
         bucket, key = source
-        self._put(bucket, keys.overlay, encode_png(blend(image, prediction.mask, self.color, self.alpha)), "image/png")
-        self._put(bucket, keys.mask, encode_png(mask_to_image(prediction.mask)), "image/png")
         summary = self._summary(segmenter, image, source, prediction.mask)
+        self._put(bucket, keys.mask, encode_png(mask_to_image(prediction.mask)), "image/png")
+        # Drawn into the decoded image itself, as the HTTP path does: no second full-size copy
+        # (300 MB at the 100 MP limit). The summary is written last: its presence means all three are there.
+        overlay = blend_in_place(image, prediction.mask, self.color, self.alpha)
+        self._put(bucket, keys.overlay, encode_png(overlay), "image/png")
         self._put(bucket, keys.summary, json.dumps(summary, indent=2).encode(), "application/json")
         logger.info("segmented s3://%s/%s -> %s", bucket, key, keys.overlay)
         return Outcome(key, "processed", keys.overlay, round(sum(prediction.timings_ms.values()), 1))
