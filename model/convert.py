@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from model.data import Preprocessing
 from model.export import export_onnx
 from model.metadata import build_metadata
+from model.preprocessing import Preprocessing
 from model.unet import UNet, UNetConfig
 
 log = logging.getLogger("model.convert")

@@ -22,8 +22,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from model.data import HELDOUT_SEED, Preprocessing, SyntheticDataset
+from model.datasets import SyntheticDataset
 from model.metadata import read_preprocessing
+from model.preprocessing import Preprocessing
+from model.synthetic import HELDOUT_SEED
 
 log = logging.getLogger("model.evaluate")
 

@@ -28,8 +28,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from model.data import HELDOUT_SEED, Preprocessing, SyntheticDataset
+from model.datasets import SyntheticDataset
 from model.metadata import build_metadata
+from model.preprocessing import Preprocessing
+from model.synthetic import HELDOUT_SEED
 from model.unet import UNet, UNetConfig
 
 log = logging.getLogger("model.export")

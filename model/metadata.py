@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from model.data import Preprocessing
+from model.preprocessing import Preprocessing
 
 DEFAULT_THRESHOLD = 0.5
 

@@ -3,6 +3,8 @@
     python -m model.train --data synthetic --epochs 20 --out runs/ref
     python -m model.train --data /path/to/dataset --epochs 50 --batch-size 8   # images/ + masks/
     python -m model.train --resume runs/ref/last.pt --epochs 30
+    python -m model.train --train-size 64 --val-size 16 --batch-size 8 --base-width 8 --image-size 128 \
+        --epochs 3 --out runs/quick          # a smoke run: about a minute on 2 CPUs
 
 Writes ``last.pt`` every epoch and ``best.pt`` whenever validation IoU improves;
 each carries the model config, the preprocessing and the metrics, so
@@ -24,16 +26,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm import tqdm
 
-from model.data import (
-    HELDOUT_SEED,
-    FolderDataset,
-    Preprocessing,
-    SyntheticDataset,
-    augment_batch,
-    describe_synthetic,
-    materialise,
-)
+from model.augment import augment_batch
+from model.datasets import FolderDataset, SyntheticDataset, materialise
 from model.losses import OverlapMeter, dice_bce_loss
+from model.preprocessing import Preprocessing
+from model.synthetic import HELDOUT_SEED, describe_synthetic
 from model.unet import UNet, UNetConfig, count_parameters
 
 log = logging.getLogger("model.train")
@@ -46,6 +43,7 @@ WEIGHT_DECAY = 1e-4
 WARMUP_FRACTION = 0.03  # linear warm-up over the first 3% of training
 TRAIN_SIZE = 20_000  # distinct generated training images (augmented anew each epoch)
 VAL_SIZE = 500  # generated validation images, from their own seed
+DATA_BUDGET_FRACTION = 0.5  # of --max-minutes, at most, for generating or loading the data
 
 
 @dataclass
@@ -85,8 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_datasets(args: argparse.Namespace, prep: Preprocessing) -> tuple[TensorDataset, TensorDataset, str]:
-    """Train and validation sets, generated or loaded once into memory at the model's size."""
+def build_datasets(
+    args: argparse.Namespace, prep: Preprocessing, deadline: float | None
+) -> tuple[TensorDataset, TensorDataset, str]:
+    """Train and validation sets, generated or loaded once into memory at the model's size, by ``deadline``."""
     if args.data == "synthetic":
         if HELDOUT_SEED in (args.seed, args.seed + 1):
             raise SystemExit(f"seed {HELDOUT_SEED} is reserved for the held-out evaluation set")
@@ -99,7 +99,8 @@ def build_datasets(args: argparse.Namespace, prep: Preprocessing) -> tuple[Tenso
         train = Subset(full, sorted(set(range(len(full))) - set(val_indices)))
         val = Subset(full, val_indices)
         description = f"folder dataset {Path(args.data).name}: {len(full)} image/mask pairs"
-    return materialise(train, args.workers), materialise(val, args.workers), description
+    validation = materialise(val, args.workers, "validation", deadline)
+    return materialise(train, args.workers, "training", deadline), validation, description
 
 
 def make_loader(dataset: TensorDataset, args: argparse.Namespace, shuffle: bool) -> DataLoader:
@@ -201,10 +202,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     torch.backends.cudnn.benchmark = args.device.startswith("cuda")  # fixed input size: autotune once
     args.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()  # --max-minutes bounds the whole run, data preparation included
+    max_seconds = args.max_minutes * 60 if args.max_minutes else None
 
-    # 1. data
+    # 1. data: at most half the time budget, so training always gets the other half
     prep = Preprocessing(height=args.image_size, width=args.image_size)
-    train_set, val_set, data_description = build_datasets(args, prep)
+    data_deadline = started + max_seconds * DATA_BUDGET_FRACTION if max_seconds else None
+    train_set, val_set, data_description = build_datasets(args, prep, data_deadline)
     train_loader, val_loader = make_loader(train_set, args, True), make_loader(val_set, args, False)
 
     # 2. model and optimiser (optionally resumed)
@@ -212,7 +216,6 @@ def main(argv: list[str] | None = None) -> None:
     config = UNetConfig.from_dict(resumed["config"]) if resumed else UNetConfig(base_width=args.base_width)
     model = UNet(config).to(args.device, memory_format=memory_format(args.device))  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=WEIGHT_DECAY)
-    max_seconds = args.max_minutes * 60 if args.max_minutes else None
     progress = Progress(total_steps=args.epochs * len(train_loader), max_seconds=max_seconds)
     best_iou = restore(resumed, model, optimiser, progress)
     log.info("UNet %s: %d parameters on %s", config, count_parameters(model), args.device)
@@ -224,14 +227,16 @@ def main(argv: list[str] | None = None) -> None:
         "data": data_description,
         "args": {k: str(v) for k, v in vars(args).items()},
     }
-    progress.started = time.monotonic() - (resumed or {}).get("elapsed", 0.0)
+    progress.started = started - (resumed or {}).get("elapsed", 0.0)
     best_iou = run_epochs(Run(args, prep, model, optimiser, progress, extra), train_loader, val_loader, best_iou)
     log.info("done: best validation IoU %.4f; checkpoints in %s", best_iou, args.out)
 
 
 def run_epochs(run: Run, train_loader: DataLoader, val_loader: DataLoader, best_iou: float) -> float:
     args, progress = run.args, run.progress
-    while progress.epoch < args.epochs and progress.fraction < 1.0:
+    first_epoch = progress.epoch
+    # At least one epoch (train_epoch stops after one step once time is up), so a run always leaves a checkpoint.
+    while progress.epoch < args.epochs and (progress.fraction < 1.0 or progress.epoch == first_epoch):
         loss = train_epoch(run.model, train_loader, run.optimiser, progress, args, run.prep)
         metrics = validate(run.model, val_loader, args.device, run.prep)
         progress.epoch += 1

@@ -24,9 +24,9 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-wide UNet at 64x64, exported with the real exporter (parity verified): fast to run."""
     import torch
 
-    from model.data import Preprocessing
     from model.export import export_onnx
     from model.metadata import build_metadata
+    from model.preprocessing import Preprocessing
     from model.unet import UNet, UNetConfig
 
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-SUPPORTED_RESIZE = "bilinear"  # Pillow BILINEAR, as model.data.Preprocessing.resize_image
+SUPPORTED_RESIZE = "bilinear"  # Pillow BILINEAR, as model.preprocessing.Preprocessing.resize_image
 SUPPORTED_LAYOUT = "NCHW"
 SUPPORTED_CHANNEL_ORDERS = ("RGB", "BGR")
 

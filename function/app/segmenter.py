@@ -7,7 +7,7 @@ at the image's own size; ``segment(image)`` returns a ``Prediction`` with that m
 and the milliseconds of each stage:
 
 - ``resize``: Pillow BILINEAR to the model's size and ``(pixel * scale - mean) / std``
-  in float32, exactly as ``model.data.Preprocessing`` did in training;
+  in float32, exactly as ``model.preprocessing.Preprocessing`` did in training;
 - ``infer``: onnxruntime;
 - ``upsample``: sigmoid, then the probabilities resized (Pillow BILINEAR on a float
   "F" image) to the original size and thresholded there, for clean edges.
@@ -156,7 +156,7 @@ class Segmenter:
         return threshold
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """Image -> float32 1x3xHxW model input, as ``model.data.Preprocessing.image_to_input``."""
+        """Image -> float32 1x3xHxW model input, as ``model.preprocessing.Preprocessing.image_to_input``."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         small = rgb.resize((self.spec.input_width, self.spec.input_height), Image.Resampling.BILINEAR)
         pixels = np.asarray(small, dtype=np.float32)

@@ -22,7 +22,7 @@ from tests.aws.conftest import BUCKET, SAMPLE_JPEG, SAMPLE_PNG, load_event
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UPLOAD_KEY = "uploads/my photo+1.jpg"  # events/s3_put_upload.json's key, "uploads/my+photo%2B1.jpg", decoded
-HELDOUT_SAMPLE = 2  # events/images/blobs.jpg is model.data's held-out sample 2, saved at JPEG quality 85
+HELDOUT_SAMPLE = 2  # events/images/blobs.jpg is model.synthetic's held-out sample 2, saved at JPEG quality 85
 
 
 def keys_in(s3: Any, prefix: str = "") -> list[str]:
@@ -160,8 +160,8 @@ def test_summary_describes_the_mask_and_the_model(s3: Any, handler: Any, context
 
 
 def test_the_bundled_model_finds_the_real_foreground(s3: Any, handler: Any, context: LambdaContext) -> None:
-    """Realism: against model.data's ground truth for the uploaded sample, the S3 mask scores IoU >= 0.95."""
-    from model.data import HELDOUT_SEED, generate_sample
+    """Realism: against model.synthetic's ground truth for the uploaded sample, the S3 mask scores IoU >= 0.95."""
+    from model.synthetic import HELDOUT_SEED, generate_sample
 
     _, truth = generate_sample(np.random.default_rng([HELDOUT_SEED, HELDOUT_SAMPLE]))
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())

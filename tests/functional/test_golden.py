@@ -45,7 +45,7 @@ def offline(bundled_model_path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def heldout_image(index: int) -> Image.Image:
-    from model.data import HELDOUT_SEED, generate_sample
+    from model.synthetic import HELDOUT_SEED, generate_sample
 
     image, _ = generate_sample(np.random.default_rng([HELDOUT_SEED, index]))
     return image
@@ -67,7 +67,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_http_mask_matches_the_offline_evaluation(
     make_client: Callable, bundled_holder: ModelHolder, offline: tuple[np.ndarray, np.ndarray], index: int
 ) -> None:
-    from model.data import Preprocessing
+    from model.preprocessing import Preprocessing
 
     offline_masks = offline[1]
     # GIVEN a held-out image at its native size, sent as a lossless PNG

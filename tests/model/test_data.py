@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,18 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from model.data import (
-    HELDOUT_SEED,
-    MAX_SIDE,
-    MIN_SIDE,
-    FolderDataset,
-    Preprocessing,
-    SyntheticDataset,
-    augment_batch,
-    binarise_mask,
-    generate_sample,
-    materialise,
-)
+from model.augment import augment_batch
+from model.datasets import FolderDataset, SyntheticDataset, binarise_mask, materialise
+from model.preprocessing import Preprocessing
+from model.synthetic import HELDOUT_SEED, MAX_SIDE, MIN_SIDE, generate_sample
 
 PREP = Preprocessing(height=64, width=64)
 
@@ -38,10 +31,19 @@ def test_different_seeds_give_different_images() -> None:
 
 def test_parallel_materialisation_equals_serial() -> None:
     dataset = SyntheticDataset(6, PREP, seed=3)
-    serial, parallel = materialise(dataset, workers=0), materialise(dataset, workers=2)
+    serial, parallel = materialise(dataset, 0, "serial"), materialise(dataset, 2, "parallel")
     assert torch.equal(serial.tensors[0], parallel.tensors[0])
     assert torch.equal(serial.tensors[1], parallel.tensors[1])
     assert serial.tensors[0].shape == (6, 3, 64, 64) and serial.tensors[0].dtype == torch.uint8
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_materialising_stops_at_the_deadline_and_keeps_what_it_made(workers: int) -> None:
+    # GIVEN a deadline already past: only the first sample is made (never none: training needs data)
+    dataset = SyntheticDataset(40, PREP, seed=3)
+    made = materialise(dataset, workers, "test", deadline=time.monotonic() - 1)
+    assert made.tensors[0].shape[0] == 1
+    assert torch.equal(made.tensors[0][0], dataset[0][0])
 
 
 def test_generated_frames_vary_in_size_and_hold_both_classes() -> None:

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from model.convert import main as convert_main
-from model.data import Preprocessing
 from model.export import ExportMismatch, export_onnx, parity_inputs, verify_parity
 from model.metadata import build_metadata, read_preprocessing
+from model.preprocessing import Preprocessing
 from model.unet import UNet, UNetConfig
 
 IDENTITY = {"model_name": "test", "model_version": "9.9.9", "training_data": "none"}

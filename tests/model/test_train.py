@@ -8,8 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from model.data import HELDOUT_SEED, Preprocessing, SyntheticDataset, augment_batch, materialise
+from model.augment import augment_batch
+from model.datasets import SyntheticDataset, materialise
 from model.losses import OverlapMeter, dice_bce_loss
+from model.preprocessing import Preprocessing
+from model.synthetic import HELDOUT_SEED
 from model.train import learning_rate, main
 from model.unet import UNet, UNetConfig
 
@@ -35,7 +38,7 @@ def test_a_tiny_unet_learns_the_generated_task() -> None:
     # GIVEN 8 generated frames at 64x64 and a 4-wide UNet
     torch.manual_seed(0)
     prep = Preprocessing(height=64, width=64)
-    images, masks = materialise(SyntheticDataset(8, prep, seed=0), workers=0).tensors
+    images, masks = materialise(SyntheticDataset(8, prep, seed=0), workers=0, label="test").tensors
     model = UNet(UNetConfig(base_width=4, dropouts=(0.0, 0.0, 0.0, 0.0)))
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
@@ -61,6 +64,15 @@ def test_training_writes_checkpoints_that_rebuild_and_resume(tmp_path: Path) -> 
     # resuming continues the step count instead of starting over
     main([*TINY_RUN, "--epochs", "2", "--out", str(tmp_path), "--resume", str(tmp_path / "last.pt")])
     assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 2 * 16 // 4
+
+
+def test_max_minutes_bounds_data_preparation_too(tmp_path: Path) -> None:
+    # GIVEN far more data than 3 s can make (half of the budget goes to data at most)
+    big = [arg if arg != "16" else "20000" for arg in TINY_RUN]
+    main([*big, "--max-minutes", "0.05", "--out", str(tmp_path)])
+    # THEN it stopped early with a usable checkpoint: fewer steps than one epoch of 20,000 images
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert 1 <= checkpoint["step"] < 20000 // 4
 
 
 def test_training_refuses_the_heldout_seed(tmp_path: Path) -> None:

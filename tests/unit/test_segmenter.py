@@ -26,7 +26,7 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
 
 def test_preprocessing_is_bit_identical_to_training(tiny: Segmenter) -> None:
     # GIVEN the training side's own preprocessing (torch is a test dependency, never a runtime one)
-    from model.data import Preprocessing
+    from model.preprocessing import Preprocessing
 
     prep = Preprocessing(height=64, width=64)
     for image in (photo(300, 200), photo(17, 513, seed=1), Image.new("L", (40, 40), 90)):
