@@ -1,67 +1,81 @@
-# The README's two commands are `make serve` and `make test`; the rest are the verbs people expect.
+# The README's two commands are `make serve` and `make test`; `make help` lists the rest.
+# Every verb that wraps a command passes ARGS through: make evaluate ARGS="--limit 50".
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
 PORT ?= 8000
 MODEL ?= model/weights/unet.onnx
 EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test lint bench train export evaluate invoke build deploy publish-model lambda-size clean
+.PHONY: help serve test lint bench train export evaluate invoke lambda-size lambda-memory publish-model build deploy clean
+.DEFAULT_GOAL := help
 
-# --- environments: one venv, created on first use, refreshed when a requirements file changes
-$(VENV)/.serve-installed: requirements-serve.txt function/requirements.txt
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+# --- environments: one venv, created on first use, refreshed when a requirements file changes.
+# The service package `app` (function/app) is installed editable: one import path everywhere.
+$(VENV)/.serve-installed: requirements-serve.txt function/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-serve.txt
+	$(PIP) -r requirements-serve.txt
+	$(PIP) --no-deps -e .
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.serve-installed
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 # --- the README's two commands
-serve: $(VENV)/.serve-installed  ## serve the bundled model on http://127.0.0.1:$(PORT)
-	cd function && exec ../$(PY) -m uvicorn app.main:app --host 127.0.0.1 --port $(PORT)
+serve: $(VENV)/.serve-installed  ## serve the bundled model on http://127.0.0.1:8000 (HOST=, PORT=, MODEL_URI=... to change)
+	exec $(PY) -m uvicorn app.main:app --app-dir function --host $(HOST) --port $(PORT) $(ARGS)
 
-test: $(VENV)/.dev-installed  ## the whole suite: unit, functional, integration, model, template
-	$(PY) -m pytest
+test: $(VENV)/.dev-installed  ## the whole suite: unit, functional, integration, model, template, import contracts
+	$(PY) -m pytest $(ARGS)
 
 # --- development
-lint: $(VENV)/.dev-installed
-	$(PY) -m ruff check .
-	$(PY) -m mypy
+lint: $(VENV)/.dev-installed  ## ruff, mypy and the import-linter contracts (the layers)
+	$(VENV)/bin/ruff check . $(ARGS)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.dev-installed  ## benchmarks -> bench/results.json and docs/benchmarks.md
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(ARGS)
 
-train: $(VENV)/.dev-installed  ## e.g. make train ARGS="--data synthetic --epochs 20 --out runs/mine"
+train: $(VENV)/.dev-installed  ## train a UNet: make train ARGS="--data synthetic --out runs/mine" (README: a 1-minute recipe)
 	$(PY) -m model.train $(ARGS)
 
-export: $(VENV)/.dev-installed  ## make export CKPT=runs/mine/best.pt OUT=runs/mine/unet.onnx
-	$(PY) -m model.export $(CKPT) $(OUT)
+export: $(VENV)/.dev-installed  ## checkpoint -> ONNX: make export CKPT=runs/mine/best.pt OUT=runs/mine/unet.onnx ARGS="--name x --version 1.0.0"
+	$(PY) -m model.export $(CKPT) $(OUT) $(ARGS)
 
-evaluate: $(VENV)/.dev-installed  ## held-out IoU/Dice of an ONNX model
-	$(PY) -m model.evaluate $(MODEL)
+evaluate: $(VENV)/.dev-installed  ## held-out IoU/Dice of an ONNX model: make evaluate MODEL=... ARGS="--limit 50"
+	$(PY) -m model.evaluate $(MODEL) $(ARGS)
 
 # --- AWS (docs/deploy.md). invoke and lambda-size need neither Docker nor an AWS account.
-.PHONY: lambda-memory
 # make invoke: S3 events read and write moto on loopback; S3=aws uses your AWS configuration instead.
 S3 ?= local
-invoke: $(VENV)/.dev-installed  ## run app.main.handler in-process: make invoke EVENT=events/s3_put_upload.json
-	$(PY) -m scripts.invoke $(EVENT) $(if $(filter local,$(S3)),--local-s3)
+invoke: $(VENV)/.dev-installed  ## a Lambda entry in-process with an event: make invoke EVENT=events/s3_put_upload.json IMAGE=photo.jpg
+	$(PY) -m scripts.invoke $(EVENT) $(if $(filter local,$(S3)),--local-s3) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
 
 lambda-size: $(VENV)/.dev-installed  ## the image's Python layer resolved for Lambda (cp312, manylinux x86_64)
-	$(PY) -m scripts.lambda_size
+	$(PY) -m scripts.lambda_size $(ARGS)
 
 lambda-memory: $(VENV)/.dev-installed  ## peak RSS and latency per path and image size (template.yaml's MemorySize)
-	$(PY) -m scripts.lambda_memory
+	$(PY) -m scripts.lambda_memory $(ARGS)
 
 publish-model: $(VENV)/.dev-installed  ## upload $(MODEL) to the stack's bucket; prints the parameters to deploy with
 	$(PY) -m scripts.publish_model --model $(MODEL) --stack $(STACK) $(ARGS)
 
 build:  ## the container images (needs Docker and the SAM CLI)
-	sam build
+	sam build $(ARGS)
 
-deploy:  ## the first time: sam deploy --guided
-	sam deploy --stack-name $(STACK)
+deploy:  ## the first time: make deploy ARGS=--guided
+	sam deploy --stack-name $(STACK) $(ARGS)
+
+clean:  ## remove the venv, caches and generated outputs (runs/, bench/out/, test artefacts)
+	rm -rf $(VENV) runs bench/out tests/_failures tests/_artifacts .pytest_cache .ruff_cache .mypy_cache \
+		.import_linter_cache .aws-sam build *.egg-info function/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -3,7 +3,7 @@
     python -m bench.child IMAGE MODEL
 
 Imports ``app.main`` (settings, logging, the model's session: Lambda's init phase),
-renders IMAGE through ``app.pipeline.render`` with the route's default options, and
+renders IMAGE through ``app.core.pipeline.render`` with the route's default options, and
 prints one JSON line: the wall-clock time of that first answer (``time.time()``, for
 the parent to subtract its launch time from), the import and render milliseconds,
 and peak RSS as /proc's VmHWM and ``getrusage``'s ``ru_maxrss`` (the latter only
@@ -29,12 +29,11 @@ def main(image_path: Path, model_path: Path) -> dict[str, float]:
     """Init as Lambda does, answer one image, report times and peak memory."""
     os.environ["MODEL_URI"] = str(model_path)
     from app import main as service
-    from app.pipeline import render
-
+    from app.core.pipeline import render
     from bench.inprocess import route_defaults
 
     imported = time.perf_counter()
-    rendered = render(service.holder.get(), image_path.read_bytes(), *route_defaults(service.settings))
+    rendered = render(service.runtime.holder.get(), image_path.read_bytes(), *route_defaults(service.runtime.settings))
     answered = time.perf_counter()
     return {
         "first_answer_epoch_s": time.time(),
@@ -42,7 +41,7 @@ def main(image_path: Path, model_path: Path) -> dict[str, float]:
         "first_render_ms": (answered - imported) * 1000.0,
         "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
         "vmhwm_mb": vmhwm_mb(os.getpid()),
-        "png_bytes": len(rendered.png),
+        "png_bytes": len(rendered.result.body),
     }
 
 

@@ -1,8 +1,8 @@
-"""The service's work in this process: the model alone, and bytes -> PNG through the route's own code.
+"""The service's work in this process: the model alone, and bytes -> PNG through the one pipeline.
 
-``render`` is ``app.pipeline.render``, the function ``POST /predict`` runs on its
+``render`` is ``app.core.pipeline.render``, the function ``POST /predict`` runs on its
 worker thread, with the same settings-derived limits and overlay defaults; the model
-is loaded by ``app.model_holder.ModelHolder`` as ``app.main`` loads it.
+is loaded by ``app.runtime.load_segmenter``, as every entry point loads it.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from app.imaging import DecodeLimits
-from app.model_holder import ModelHolder
-from app.overlay import parse_color
-from app.pipeline import Rendered, RenderOptions, render
-from app.segmenter import Segmenter, open_session
-from app.settings import Settings
+
+from app.core.imaging import DecodeLimits
+from app.core.options import RenderOptions
+from app.core.pipeline import Rendered, render
+from app.core.segmenter import Segmenter, open_session
+from app.core.settings import Settings
+from app.runtime import load_segmenter
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,14 @@ class Pipeline:
 
 
 def load_pipeline(model_path: Path) -> Pipeline:
-    """The model loaded as app.main loads it, with the default settings' limits and colours."""
+    """The model loaded as the entry points load it, with the default settings' limits and colours."""
     settings = Settings(MODEL_URI=str(model_path))
-    return Pipeline(ModelHolder(settings).get(), *route_defaults(settings))
+    return Pipeline(load_segmenter(settings), *route_defaults(settings))
 
 
 def route_defaults(settings: Settings) -> tuple[DecodeLimits, RenderOptions]:
     """The decode limits and overlay options POST /predict uses when a request sets no option."""
-    limits = DecodeLimits(max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_PIXELS)
-    options = RenderOptions(color=parse_color(settings.OVERLAY_COLOR), alpha=settings.OVERLAY_ALPHA)
-    return limits, options
+    return DecodeLimits.from_settings(settings), RenderOptions.from_settings(settings)
 
 
 def end_to_end(pipeline: Pipeline, data: bytes) -> Rendered:

@@ -2,7 +2,7 @@
 
 Measures, against issue 3's goals (``bench.report.GOALS``):
 model alone (onnxruntime on 1x3x256x256); end to end in-process (bytes -> PNG through
-``app.pipeline.render``, what POST /predict runs) and over HTTP loopback (a real
+``app.core.pipeline.render``, what POST /predict runs) and over HTTP loopback (a real
 uvicorn subprocess, the seed client's ``requests.post``) for a photo-like 1080p JPEG
 and a 12 MP JPEG, each interleaved round by round with the model alone so their
 ratio survives a noisy machine; the stage breakdown; start to first answer and
@@ -65,7 +65,7 @@ def measure_inprocess(pipeline: Pipeline, model: Callable[[], object], data: byt
     model_ms, total_ms = interleaved(model, lambda: renders.append(end_to_end(pipeline, data)), rounds, warmup)
     timed = renders[warmup:]
     stages = stage_medians([render.timings_ms for render in timed])
-    return _run("in-process", label, total_ms, model_ms, stages, len(timed[0].png))
+    return _run("in-process", label, total_ms, model_ms, stages, len(timed[0].result.body))
 
 
 def measure_http(model: Callable[[], object], image: Path, label: str, rounds: int) -> tuple[dict, dict]:

@@ -1,7 +1,7 @@
 """A real uvicorn server in a subprocess on a free loopback port, driven as the old client drives it.
 
-``Server`` starts ``python -m uvicorn app.main:app`` the way ``make serve`` does (cwd
-``function/``), always terminates it on exit, and reads its peak RSS (VmHWM) from
+``Server`` starts ``python -m uvicorn app.main:app --app-dir function`` the way ``make serve``
+does (from the repository root), always terminates it on exit, and reads its peak RSS (VmHWM) from
 /proc before doing so. ``post_image`` is the seed client's call verbatim,
 ``requests.post(url, files={"file": open(path, "rb")})``, plus a timeout so a hung
 server cannot hang the benchmark.
@@ -19,7 +19,7 @@ from types import TracebackType
 
 import requests
 
-from bench import FUNCTION_DIR
+from bench import REPO
 from bench.memory import vmhwm_mb
 
 REQUEST_TIMEOUT_S = 120  # a 12 MP request takes seconds on 2 cores; this only bounds a hang
@@ -66,12 +66,12 @@ class Server:
 
     def __enter__(self) -> Server:
         env = {**os.environ, "MODEL_URI": str(self._model_path), **self._extra_env}
-        command = [sys.executable, "-m", "uvicorn", f"{self._app_module}:app", "--host", "127.0.0.1",
-                   "--port", str(self.port)]
+        command = [sys.executable, "-m", "uvicorn", f"{self._app_module}:app", "--app-dir", "function",
+                   "--host", "127.0.0.1", "--port", str(self.port)]
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._log_path, "wb") as log:
             self.launched_at = time.perf_counter()
-            self.process = subprocess.Popen(command, cwd=FUNCTION_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

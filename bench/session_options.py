@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from bench import REPO
 from bench.measure import time_ms
 from bench.run import MODEL, OUT_DIR, write_images
 from bench.server import Server, post_image
@@ -56,10 +55,10 @@ def _config(key: str, value: str) -> Tweak:
 
 
 def _no_trim() -> None:
-    import app.pipeline
-    import app.segmenter
+    import app.core.pipeline
+    import app.core.segmenter
 
-    app.segmenter.trim_heap = app.pipeline.trim_heap = lambda: None  # type: ignore[assignment]
+    app.core.segmenter.trim_heap = app.core.pipeline.trim_heap = lambda: None  # type: ignore[assignment]
 
 
 def shrinking_runs() -> ort.RunOptions:
@@ -72,9 +71,9 @@ def shrinking_runs() -> ort.RunOptions:
 
 def _arena_shrinkage() -> None:
     """The served session's every run with ``shrinking_runs()``."""
-    import app.segmenter
+    import app.core.segmenter
 
-    open_session = app.segmenter.open_session
+    open_session = app.core.segmenter.open_session
 
     def open_shrinking(path: Any, threads: int) -> ort.InferenceSession:
         session = open_session(path, threads)
@@ -82,14 +81,17 @@ def _arena_shrinkage() -> None:
         session.run = lambda names, feed, run_options=None: run(names, feed, options)  # type: ignore[method-assign]
         return session
 
-    app.segmenter.open_session = open_shrinking  # type: ignore[assignment]
+    app.core.segmenter.open_session = open_shrinking  # type: ignore[assignment]
 
 
 def _copying_blend() -> None:
-    import app.pipeline
-    from app.overlay import blend
+    import app.core.pipeline
+    from app.core.drawing import blend_in_place
 
-    app.pipeline.blend_in_place = blend  # type: ignore[assignment]  # the former draw: a tinted copy
+    def blend_into_a_copy(image: Any, mask: Any, color: Any, alpha: float) -> Any:  # the former draw
+        return blend_in_place(image.copy(), mask, color, alpha)
+
+    app.core.pipeline.blend_in_place = blend_into_a_copy  # type: ignore[assignment]
 
 
 def _before() -> None:
@@ -140,7 +142,7 @@ def __getattr__(name: str) -> Any:
 
 def serve(variant: str, image: Any, label: str) -> tuple[float, float]:
     """A fresh server: seconds from launch to its first answer, and its peak RSS in MB after all requests."""
-    extra_env = {VARIANT_ENV: variant, "PYTHONPATH": str(REPO), **VARIANTS[variant].env}
+    extra_env = {VARIANT_ENV: variant, **VARIANTS[variant].env}
     with Server(MODEL, OUT_DIR / f"session_options_{label}.log", "bench.session_options", extra_env) as server:
         first_s, _ = server.first_answer(image)
         for _ in range(REQUESTS):
@@ -150,7 +152,7 @@ def serve(variant: str, image: Any, label: str) -> tuple[float, float]:
 
 def inference_ms(rounds: int) -> dict[str, float]:
     """Median ms per variant that changes the session or its runs: all in this process, round-robin."""
-    from app.segmenter import open_session
+    from app.core.segmenter import open_session
 
     original = ort.InferenceSession
     runs: dict[str, tuple[ort.InferenceSession, ort.RunOptions]] = {}

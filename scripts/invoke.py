@@ -1,27 +1,34 @@
-"""Run ``app.main.handler`` in this process with an event file: what ``sam local invoke`` runs in the container.
+"""Run a Lambda entry in this process with an event file: what ``sam local invoke`` runs in the container.
 
     make invoke EVENT=events/http_api_post_predict.json
-    python -m scripts.invoke events/s3_put_upload.json --local-s3    # an S3 event, no AWS needed
-    python -m scripts.invoke events/http_api_get_root.json --json    # the summary as one JSON line
+    make invoke EVENT=events/http_api_post_predict.json IMAGE=~/photo.jpg    # your own image in the event
+    python -m scripts.invoke events/s3_put_upload.json --local-s3             # an S3 event, no AWS needed
+    python -m scripts.invoke events/http_api_get_root.json --json             # the summary as one JSON line
 
-Prints the response's summary: status, isBase64Encoded, headers and body length; an
-image body is saved (runs/invoke/<event>.png) and its path printed. For S3 events it
-prints each record's outcome. S3 calls go wherever boto3's configuration points
-(AWS, or AWS_ENDPOINT_URL_S3); with --local-s3 they go to moto on loopback, seeded
-with events/images/ at the event's keys, and the outputs are downloaded to --out.
+The entry is the one template.yaml gives the function that receives such an event:
+``app.lambda_upload.handler`` for S3 events, ``app.lambda_api.handler`` otherwise
+(``--function`` overrides). Prints the response's summary on stdout: status,
+isBase64Encoded, headers and body length; an image body is saved
+(runs/invoke/<event>.png) and its path printed. For S3 events it prints each
+record's outcome. The function's own JSON logs and metrics go to stderr, so stdout
+holds the summary alone. S3 calls go wherever boto3's configuration points (AWS,
+or AWS_ENDPOINT_URL_S3); with --local-s3 they go to moto on loopback, seeded with
+the event's objects (``--image``, or events/images/ by the key's extension), and
+the outputs are downloaded to --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import importlib
 import json
 import logging
 import os
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = {".png": REPO / "events" / "images" / "blobs.png"}
 DEFAULT_SAMPLE = REPO / "events" / "images" / "blobs.jpg"
 DEFAULT_OUT = REPO / "runs" / "invoke"
+ENTRIES = {"api": "app.lambda_api", "upload": "app.lambda_upload"}  # template.yaml's ImageConfig Commands
 
 
 @dataclass
@@ -54,27 +62,49 @@ def load_event(path: Path) -> dict[str, Any]:
 
 def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
     """(bucket, decoded key) of each S3 record; none for other events."""
-    records = event.get("Records") or []
+    records = event.get("Records") or [] if isinstance(event, dict) else []
     return [(r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"])) for r in records if "s3" in r]
 
 
-def seed(client: Any, objects: list[tuple[str, str]]) -> None:
-    """Creates the buckets and puts a sample image (by the key's extension) at each key."""
+def entry_for(event: Any) -> str:
+    """The function that template.yaml sends such an event to."""
+    return "upload" if s3_objects(event) else "api"
+
+
+def with_image(event: dict[str, Any], image: Path) -> dict[str, Any]:
+    """An HTTP event whose multipart ``file`` part carries ``image`` instead (same boundary, new length)."""
+    headers = event.get("headers") or {}
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    boundary = content_type.partition("boundary=")[2].strip('"')
+    if not boundary:
+        raise SystemExit(f"--image: this event carries no multipart body to put {image.name} in")
+    part_header = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{image.name}"\r\n'
+                   "Content-Type: application/octet-stream\r\n\r\n")
+    body = part_header.encode() + image.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    new_headers = {k: (str(len(body)) if k.lower() == "content-length" else v) for k, v in headers.items()}
+    updated = {**event, "headers": new_headers, "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
+    if "multiValueHeaders" in event:  # REST API v1 events repeat every header as a list
+        updated["multiValueHeaders"] = {k: [v] for k, v in new_headers.items()}
+    return updated
+
+
+def seed(client: Any, objects: list[tuple[str, str]], image: Path | None) -> None:
+    """Creates the buckets and puts ``image`` (else a sample, by the key's extension) at each key."""
     for bucket in sorted({bucket for bucket, _ in objects}):
         client.create_bucket(Bucket=bucket)
     for bucket, key in objects:
-        sample = SAMPLE_IMAGES.get(Path(key).suffix.lower(), DEFAULT_SAMPLE)
+        sample = image or SAMPLE_IMAGES.get(Path(key).suffix.lower(), DEFAULT_SAMPLE)
         client.put_object(Bucket=bucket, Key=key, Body=sample.read_bytes())
 
 
 @contextmanager
-def local_s3(event: dict[str, Any]) -> Iterator[None]:
+def local_s3(event: dict[str, Any], image: Path | None) -> Iterator[None]:
     """moto's S3 on loopback for this process, seeded with the event's objects."""
     with moto_in_thread() as endpoint:
         os.environ.update(local_aws_env(endpoint))
         import boto3
 
-        seed(boto3.client("s3"), s3_objects(event))
+        seed(boto3.client("s3"), s3_objects(event), image)
         yield
 
 
@@ -110,11 +140,9 @@ def fetch_outputs(result: dict[str, Any], bucket: str, out_dir: Path) -> list[st
     return saved
 
 
-def invoke(event: dict[str, Any], out: Path, download: bool) -> dict[str, Any]:
-    """Imports the handler (its init runs now, as in a cold start) and calls it once."""
-    sys.path.insert(0, str(REPO / "function"))
-    from app.main import handler
-
+def invoke(event: dict[str, Any], entry: str, out: Path, download: bool) -> dict[str, Any]:
+    """Imports the entry (its init runs now, as in a cold start) and calls its handler once."""
+    handler = importlib.import_module(ENTRIES[entry]).handler
     result = handler(event, LambdaContext())
     if "statusCode" in result and "error" not in result:
         return summarise_http(result, out.with_suffix(".png"))
@@ -125,18 +153,27 @@ def invoke(event: dict[str, Any], out: Path, download: bool) -> dict[str, Any]:
     return {"kind": "unsupported", **result}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("event", type=Path, help="an event file, e.g. events/http_api_post_predict.json")
+    parser.add_argument("--image", type=Path, help="your image: in the HTTP event's body, or at the S3 event's keys")
+    parser.add_argument("--function", choices=sorted(ENTRIES), help="the entry to run (default: by the event)")
     parser.add_argument("--local-s3", action="store_true", help="serve the event's S3 objects from moto on loopback")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where image bodies and S3 outputs are saved")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # the app logs JSON through its own handler
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     event = load_event(args.event)
-    try:
-        with local_s3(event) if args.local_s3 else nullcontext():
-            summary = invoke(event, args.out / args.event.stem, download=args.local_s3)
+    if args.image and not s3_objects(event):
+        event = with_image(event, args.image.expanduser())
+    entry = args.function or entry_for(event)
+    try:  # the function's logs and EMF metrics are written to stdout: send them to stderr
+        with redirect_stdout(sys.stderr), local_s3(event, args.image) if args.local_s3 else nullcontext():
+            summary = invoke(event, entry, args.out / args.event.stem, download=args.local_s3)
     except Exception as error:  # what Lambda would record as a failed invocation
         summary = {"kind": "error", "error": type(error).__name__, "detail": str(error)}
     print(json.dumps(summary) if args.json else describe(summary))  # noqa: T201

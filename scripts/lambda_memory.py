@@ -4,11 +4,12 @@
     python -m scripts.lambda_memory --sizes 1920x1080 --threads 1 --paths s3
 
 Each case runs in a fresh process, as a Lambda execution environment would: import
-``app.main`` (the init: model loaded), then five invocations of the handler with a
-photo-like JPEG, through the HTTP path (an HTTP API v2 event, Mangum, FastAPI) or the
-S3 path (an S3 event; moto's server in its own process stands in for S3). Reported:
-RSS after init, peak RSS (ru_maxrss, what Lambda's "Max Memory Used" tracks), and the
-first and best invocation time. One thread stands for Lambda at <= 1769 MB (one vCPU:
+the function's entry (``app.lambda_api`` or ``app.lambda_upload``: the init, model
+loaded), then five invocations of the handler with a photo-like JPEG, through the HTTP
+path (an HTTP API v2 event, Mangum, FastAPI) or the S3 path (an S3 event; moto's server
+in its own process stands in for S3). Reported: RSS after init, peak RSS (ru_maxrss,
+what Lambda's "Max Memory Used" tracks), and the first and best invocation time. One
+thread stands for Lambda at <= 1769 MB (one vCPU:
 https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import importlib
 import io
 import json
 import os
@@ -87,8 +89,8 @@ def rss_mb() -> float:
 def child(path: str, jpeg_file: Path) -> dict[str, Any]:
     """One execution environment: init, then ROUNDS invocations; runs in its own process."""
     started = time.perf_counter()
-    sys.path.insert(0, str(REPO / "function"))
-    from app.main import handler
+    entry = importlib.import_module("app.lambda_api" if path == "http" else "app.lambda_upload")
+    handler = entry.handler
 
     init_s, init_rss = time.perf_counter() - started, rss_mb()
     event = http_event(jpeg_file.read_bytes()) if path == "http" else s3_event("uploads/photo.jpg")

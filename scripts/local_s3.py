@@ -8,6 +8,7 @@ scripts/lambda_memory.py (which runs it in its own process, out of the RSS it me
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def local_aws_env(endpoint: str) -> dict[str, str]:
 
 @contextmanager
 def moto_in_thread() -> Iterator[str]:
-    """moto's server in this process; yields its endpoint URL."""
+    """moto's server in this process, its access log silenced (werkzeug's); yields its endpoint URL."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

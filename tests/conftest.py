@@ -1,15 +1,18 @@
-"""Fixtures shared by every test layer: the models the server can load."""
+"""Fixtures shared by every test layer: the models the server can load, and Lambda's invocation context."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLED_MODEL = REPO / "model" / "weights" / "unet.onnx"
-EVENTS = REPO / "events"
-PNGSUITE = REPO.parent / "shared" / "corpus" / "pngsuite" / "png"
+from scripts.invoke import LambdaContext
+from tests.support import BUNDLED_MODEL
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +38,32 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.onnx"
     export_onnx(UNet(UNetConfig(base_width=4)), prep, path, build_metadata(prep, identity, {}))
     return path
+
+
+@pytest.fixture
+def main_thread_event_loop() -> Iterator[None]:
+    """Mangum runs requests on the main thread's current event loop, which Lambda's runtime
+    leaves set; an ``asyncio.run`` elsewhere in the session unsets it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+@pytest.fixture
+def context(main_thread_event_loop: None) -> LambdaContext:
+    """Lambda's context object, as the runtime passes it to a handler (with the loop a handler finds)."""
+    return LambdaContext(aws_request_id="c0ffee00-0000-4000-8000-000000000001")
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """``read()`` -> the JSON log lines written so far in this test (the Powertools handler's
+    stream swapped for a buffer: it holds the sys.stdout of import time, beyond capsys' reach)."""
+    from app.aws.observability import logger
+
+    buffer = io.StringIO()
+    previous = logger.registered_handler.setStream(buffer)
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    logger.registered_handler.setStream(previous)

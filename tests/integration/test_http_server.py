@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,8 @@ import pytest
 import requests
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import BUNDLED_MODEL, REPO, sha256_of
+
 STARTUP_TIMEOUT_S = 60
 
 
@@ -42,25 +44,29 @@ def wait_until_ready(base: str, server: subprocess.Popen[bytes], log: Path) -> N
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`make serve`'s command, on a free loopback port: cd function && uvicorn app.main:app."""
+    """`make serve` itself, typed in the checkout, on a free loopback port.
+
+    MODEL_URI is given relative to where the command is typed, as a newcomer would
+    (``MODEL_URI=runs/mine/unet.onnx make serve``): it must name the same file for the server.
+    """
     port = free_loopback_port()
-    env = {key: value for key, value in os.environ.items() if key != "MODEL_URI"}  # the default: the bundled model
+    env = {**os.environ, "MODEL_URI": "model/weights/unet.onnx"}
     log = tmp_path_factory.mktemp("server") / "server.log"  # a file, not a pipe that could fill and stall it
     with log.open("wb") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO / "function", env=env, stdout=output, stderr=subprocess.STDOUT,
+            ["make", "--no-print-directory", "serve", f"PORT={port}", f"PYTHON={sys.executable}"],
+            cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(base, server, log)
         yield base
-    finally:
-        server.terminate()
+    finally:  # make and the server it started, as Ctrl-C in a terminal would stop both
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
 
 
@@ -85,6 +91,7 @@ def test_root_health_and_errors_over_the_wire(server_url: str) -> None:
     assert requests.get(f"{server_url}/", timeout=10).json() == {"message": "UNet API is running!"}
     health = requests.get(f"{server_url}/health", timeout=10).json()
     assert (health["status"], health["model"]["name"]) == ("ready", "unet-synthetic-blobs")
+    assert health["model"]["sha256"] == sha256_of(BUNDLED_MODEL)  # the relative MODEL_URI found the file
     refused = requests.post(f"{server_url}/predict", files={"file": ("a.txt", b"not an image")}, timeout=10)
     assert refused.status_code == 400
     assert "not a recognised image" in refused.json()["detail"]

@@ -1,0 +1,59 @@
+"""The upload function's Lambda adapter: S3 ObjectCreated events to the upload trigger.
+
+``make_upload_handler(trigger)`` is called once per execution environment by
+``app.lambda_upload``. It imports nothing of the web stack (FastAPI, Starlette,
+Mangum), so the upload function's cold start does not pay for it. S3 and model
+errors raise, so Lambda retries the event and then sends it to the failure queue;
+other events get an error result, logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from app.aws.observability import LambdaHandler, instrument, logger, metrics, refuse
+from app.aws.s3_trigger import Outcome, S3Trigger
+
+SUPPORTED = "S3 ObjectCreated events"
+
+
+def make_upload_handler(trigger: S3Trigger) -> LambdaHandler:
+    """The ``handler(event, context)`` that runs S3 events through ``trigger``."""
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        if not is_s3_event(event):
+            return refuse(event, SUPPORTED)
+        return handle_s3(trigger, event)
+
+    return instrument(handler)
+
+
+def is_s3_event(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return isinstance(records, list) and bool(records) and all(_is_s3_record(record) for record in records)
+
+
+def _is_s3_record(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("eventSource") == "aws:s3"
+
+
+def handle_s3(trigger: S3Trigger, event: dict[str, Any]) -> dict[str, Any]:
+    """Per-record outcomes; raises (so Lambda retries) on S3 errors and while the model is unavailable."""
+    metrics.add_metric(name="S3Records", unit=MetricUnit.Count, value=len(event["Records"]))
+    try:
+        outcomes = trigger.handle(event)
+    except Exception:
+        logger.exception("S3 event failed: Lambda will retry it, then send it to the failure queue")
+        raise
+    record_outcomes(outcomes)
+    return {"records": [asdict(outcome) for outcome in outcomes]}
+
+
+def record_outcomes(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        metrics.add_metric(name=f"Images{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1)
+        if outcome.inference_ms is not None:
+            metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=outcome.inference_ms)

@@ -1,0 +1,57 @@
+"""Drawing the result: a colour blended over the foreground, the original everywhere else; or the mask.
+
+The tint is a per-channel lookup table applied by Pillow (``Image.point``) band by
+band, and pasted back through that band's mask, inside the image itself: a caller
+that owns the decoded image never holds a second full-size copy (36 MB at 12 MP),
+and bands without foreground cost nothing. Background pixels stay bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from app.core.options import Color
+
+BLEND_BAND_ROWS = 256  # rows tinted per step: ~3 MB of a 4000-pixel-wide RGB image
+
+
+def blend_in_place(image: Image.Image, mask: np.ndarray, color: Color, alpha: float) -> Image.Image:
+    """RGB ``image`` with ``color`` blended over the pixels where ``mask`` is true, drawn into ``image`` itself.
+
+    Foreground: ``floor((1 - alpha) * pixel + alpha * color + 0.5)`` per channel
+    (rounded half up); background: the input's pixels unchanged. Returns ``image``.
+    """
+    _check_blend_inputs(image, mask, color, alpha)
+    table = tint_table(color, alpha)
+    for top in range(0, image.height, BLEND_BAND_ROWS):
+        bottom = min(top + BLEND_BAND_ROWS, image.height)
+        band_mask = mask[top:bottom]
+        if band_mask.any():
+            box = (0, top, image.width, bottom)
+            image.paste(image.crop(box).point(table), box, mask=mask_to_image(band_mask))
+    return image
+
+
+def _check_blend_inputs(image: Image.Image, mask: np.ndarray, color: Color, alpha: float) -> None:
+    if image.mode != "RGB":
+        raise ValueError(f"blend needs an RGB image, got mode {image.mode}: decode with app.core.imaging first")
+    if mask.shape != (image.height, image.width):
+        raise ValueError(f"mask shape {mask.shape} does not match the image's {(image.height, image.width)}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha {alpha} is outside 0..1")
+    if len(color) != 3 or not all(0 <= channel <= 255 for channel in color):
+        raise ValueError(f"colour {color} is not three channels of 0-255")
+
+
+def tint_table(color: Color, alpha: float) -> list[int]:
+    """Pillow's 768-entry RGB lookup: entry ``256 * c + v`` is channel ``c``'s value ``v`` tinted."""
+    return [math.floor((1.0 - alpha) * value + alpha * channel + 0.5) for channel in color for value in range(256)]
+
+
+def mask_to_image(mask: np.ndarray) -> Image.Image:
+    """Boolean HxW mask -> mode "L" image, 255 for foreground and 0 for background."""
+    levels = np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(255)
+    return Image.fromarray(levels)

@@ -1,0 +1,280 @@
+"""Decoding untrusted image bytes: limits first, an allow-list of formats, then RGB.
+
+``decode_image(data, limits)`` checks, in order, each before any pixel is decoded:
+
+1. the byte size (``ImageTooLarge``, 413);
+2. the format, from the header, against ``ALLOWED_FORMATS`` (JPEG, PNG, WebP, GIF,
+   BMP, TIFF). Only those Pillow plugins ever parse the bytes: the others (PSD, FLI,
+   DDS, EPS, ...) are attack surface with no use here (``UnsupportedFormat``, 415);
+3. the pixel count the header declares (``ImageTooLarge``, 413);
+
+then decodes the first frame, applies the EXIF orientation and converts to RGB:
+
+- transparency (alpha channels, palette or single-colour ``tRNS`` transparency) is
+  composited over white, as a viewer on a white page shows the image;
+- 16-bit and 32-bit greyscale is scaled to 8 bits by its range (16-bit: /257;
+  float in 0..1: x255; values outside 0..65535: min-max), not clipped to white;
+- CMYK, YCbCr, 1-bit and palette images convert with Pillow's conversions.
+
+Anything Pillow raises while decoding becomes ``CorruptImage`` (400), or
+``ImageTooLarge`` for memory exhaustion. Every rejection carries ``status_code``
+and a ``detail`` that says what to send instead.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from app.core.settings import Settings
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # Pillow's plugin names
+ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+WHITE = (255, 255, 255)
+
+# Our pixel limit is checked right after the header is read, where Pillow's own
+# process-wide check runs; that one warns at 89 MP (a warning, not a refusal, and
+# an error under pytest) and only refuses at 179 MP. DecompressionBombError is still
+# mapped to 413 below should anything restore it.
+Image.MAX_IMAGE_PIXELS = None
+
+# Pillow's decoders raise far more than OSError on hostile input: struct.error
+# (python-pillow/Pillow#6252), IndexError (#6430), SyntaxError, TypeError, KeyError,
+# ValueError, EOFError, ZeroDivisionError; RecursionError (a RuntimeError) on looping
+# TIFF IFDs. MemoryError (#4250) is handled separately as a size problem.
+DECODE_ERRORS = (
+    OSError, SyntaxError, TypeError, IndexError, KeyError, ValueError, struct.error,
+    EOFError, ZeroDivisionError, OverflowError, RuntimeError, NotImplementedError, AttributeError,
+)
+
+# EXIF tag 0x0112 -> the transposition that displays the image upright (EXIF 2.32
+# section 4.6.4; the same table as PIL.ImageOps.exif_transpose).
+ORIENTATION_TAG = 0x0112
+ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# File signatures, used only to word a rejection: (offset, magic, format).
+# Sources: each Pillow plugin's _accept(), https://en.wikipedia.org/wiki/List_of_file_signatures
+SIGNATURES = (
+    (0, b"\xff\xd8\xff", "JPEG"), (0, b"\x89PNG\r\n\x1a\n", "PNG"), (0, b"GIF87a", "GIF"), (0, b"GIF89a", "GIF"),
+    (8, b"WEBP", "WEBP"), (0, b"BM", "BMP"), (0, b"II*\x00", "TIFF"), (0, b"MM\x00*", "TIFF"),
+    (0, b"II+\x00", "TIFF"), (0, b"MM\x00+", "TIFF"),
+    (0, b"8BPS", "PSD"), (0, b"%PDF", "PDF"), (0, b"%!PS", "EPS"), (0, b"\xc5\xd0\xd3\xc6", "EPS"),
+    (0, b"DDS ", "DDS"), (0, b"\x00\x00\x01\x00", "ICO"), (0, b"\x00\x00\x02\x00", "CUR"), (0, b"icns", "ICNS"),
+    (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"), (0, b"\xffO\xffQ", "JPEG 2000"),
+    (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"), (0, b"\xff\x0a", "JPEG XL"), (4, b"ftyp", "HEIF/AVIF"),
+    (4, b"\x11\xaf", "FLI"), (4, b"\x12\xaf", "FLC"), (0, b"qoif", "QOI"), (0, b"gimp xcf", "XCF"),
+    (0, b"\x01\xda", "SGI"), (0, b"\x59\xa6\x6a\x95", "Sun raster"), (0, b"\xb1\x68\xde\x3a", "DCX"),
+    (0, b"BLP1", "BLP"), (0, b"BLP2", "BLP"), (0, b"DanM", "MSP"), (0, b"LinS", "MSP"),
+    (0, b"v/1\x01", "OpenEXR"), (0, b"#?RADIANCE", "Radiance HDR"), (0, b"#?RGBE", "Radiance HDR"),
+    (0, b"SIMPLE  =", "FITS"), (0, b"#define", "XBM"), (0, b"/* XPM */", "XPM"), (0, b"\xd7\xcd\xc6\x9a", "WMF"),
+    (0, b"Image type", "IM"), (0, b"\x1f\x8b", "gzip (SVGZ?)"),
+) + tuple((0, b"P" + bytes([digit]) + space, "PNM") for digit in b"1234567" for space in (b" ", b"\n", b"\r", b"\t"))
+PCX_MAGIC = 0x0A
+TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
+MARKUP_STARTS = (b"<?xml", b"<svg", b"<!doctype svg")
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one caller accepts: bytes of the encoded file, pixels of the decoded image."""
+
+    max_bytes: int
+    max_pixels: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeLimits:
+        """The HTTP limits: what fits through API Gateway and Lambda's payload."""
+        return cls(max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_PIXELS)
+
+    @classmethod
+    def for_stored_objects(cls, settings: Settings) -> DecodeLimits:
+        """The limits for objects read from S3, which never pass through a payload."""
+        return cls(max_bytes=settings.S3_MAX_UPLOAD_BYTES, max_pixels=settings.S3_MAX_PIXELS)
+
+
+class ImageRejected(Exception):
+    """An image this service will not process; ``status_code`` and ``detail`` form the HTTP answer."""
+
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class CorruptImage(ImageRejected):
+    status_code = 400
+
+
+class ImageTooLarge(ImageRejected):
+    status_code = 413
+
+
+class UnsupportedFormat(ImageRejected):
+    status_code = 415
+
+
+def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
+    """Untrusted bytes -> upright RGB image, or an ``ImageRejected`` subclass (see the module docstring)."""
+    _check_byte_size(data, limits)
+    image = _open_allowed(data)
+    _check_pixel_count(image, limits)
+    with _rejecting_decode_errors():
+        image.load()
+        orientation = exif_orientation(image)
+        rgb = to_rgb(image)
+        return upright(rgb, orientation)
+
+
+def _check_byte_size(data: bytes, limits: DecodeLimits) -> None:
+    if not data:
+        raise CorruptImage(f"the file is empty: send a {ACCEPTED} image")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(
+            f"the file is {len(data)} bytes, over the {limits.max_bytes}-byte limit: "
+            "send a smaller or more compressed image"
+        )
+
+
+def _open_allowed(data: bytes) -> ImageFile.ImageFile:
+    """Reads the header with the allowed plugins only; says why when none accepts it."""
+    with _rejecting_decode_errors():
+        try:
+            return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # type: ignore[return-value]
+        except UnidentifiedImageError:
+            pass
+    found = sniff_format(data)
+    if found is None:
+        raise CorruptImage(f"the file is not a recognised image: send a {ACCEPTED} image")
+    if found in ALLOWED_FORMATS:
+        raise CorruptImage(f"the file looks like {found} but its header is corrupt: send a valid image")
+    raise UnsupportedFormat(f"{found} images are not accepted: send a {ACCEPTED} image")
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format a file's signature names, or None; only to word a rejection, never to decode."""
+    if data.endswith(TGA_FOOTER):  # first: a TGA's header can look like an ICO's or CUR's
+        return "TGA"
+    for offset, magic, name in SIGNATURES:
+        if data[offset : offset + len(magic)] == magic:
+            return name
+    if data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")[:16].lower().startswith(MARKUP_STARTS):
+        return "SVG/XML"
+    if len(data) > 2 and data[0] == PCX_MAGIC and data[1] <= 5 and data[2] == 1:
+        return "PCX"
+    return None
+
+
+def _check_pixel_count(image: Image.Image, limits: DecodeLimits) -> None:
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} = {width * height} pixels, over the {limits.max_pixels}-pixel "
+            "limit: send a smaller image"
+        )
+
+
+@contextmanager
+def _rejecting_decode_errors() -> Iterator[None]:
+    """Pillow's many exception types -> CorruptImage / ImageTooLarge."""
+    try:
+        yield
+    except ImageRejected:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageTooLarge(f"the image is too large to decode: {error}") from error
+    except MemoryError as error:
+        raise ImageTooLarge("the image needs more memory to decode than is available: send a smaller image") from error
+    except DECODE_ERRORS as error:
+        raise CorruptImage(f"the image could not be decoded ({error}): send a complete, valid image") from error
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """EXIF orientation 1-8 (TIFF's own tag included); 1 when absent, invalid or unreadable."""
+    try:
+        value = image.getexif().get(ORIENTATION_TAG, 1)
+    except DECODE_ERRORS:  # a broken EXIF block should not cost the user their picture
+        return 1
+    return value if isinstance(value, int) and value in ORIENTATION_TRANSPOSE else 1
+
+
+def upright(image: Image.Image, orientation: int) -> Image.Image:
+    """``image`` transposed as EXIF ``orientation`` says (no copy for orientation 1)."""
+    method = ORIENTATION_TRANSPOSE.get(orientation)
+    return image if method is None else image.transpose(method)
+
+
+# --- colour modes --------------------------------------------------------------------------
+
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+CONVERTIBLE_MODES = frozenset({"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr"}) | ALPHA_MODES | HIGH_DEPTH_MODES
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any supported mode -> RGB (the module docstring says how); the image itself when already RGB."""
+    if image.mode not in CONVERTIBLE_MODES:
+        raise UnsupportedFormat(f"colour mode {image.mode} is not supported: send an RGB or greyscale image")
+    if image.mode in HIGH_DEPTH_MODES:
+        image = to_8bit(image)
+    if image.mode in ALPHA_MODES or "transparency" in image.info:
+        return flatten_alpha(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composites any transparency over white."""
+    rgba = image.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, WHITE)
+    flat.paste(rgba, mask=rgba)
+    return flat
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16/32-bit greyscale or float -> "L" ("LA" if a grey level is marked transparent)."""
+    values = np.asarray(image)
+    grey = Image.fromarray(scale_to_uint8(values, *value_range(values, image.mode)))
+    transparent = image.info.get("transparency")
+    if not isinstance(transparent, int | float) or isinstance(transparent, bool):
+        return grey
+    alpha = np.where(values == transparent, 0, 255).astype(np.uint8)
+    return Image.merge("LA", (grey, Image.fromarray(alpha)))
+
+
+def value_range(values: np.ndarray, mode: str) -> tuple[float, float]:
+    """The range that maps to 0..255: the type's nominal one where the data fits it, else min..max."""
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    finite = values[np.isfinite(values)] if mode == "F" else values
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    nominal = ((0.0, 1.0),) if mode == "F" else ()
+    for candidate in (*nominal, (0.0, 255.0), (0.0, 65535.0)):
+        if candidate[0] <= low and high <= candidate[1]:
+            return candidate
+    return low, high
+
+
+def scale_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Linear map of low..high onto 0..255, rounded; NaN becomes 0, values outside are clipped."""
+    span = high - low
+    scale = np.float32(255.0 / span) if span > 0 else np.float32(0.0)
+    scaled = (np.nan_to_num(values.astype(np.float32), nan=low) - np.float32(low)) * scale
+    return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)

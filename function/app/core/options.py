@@ -1,0 +1,81 @@
+"""What a caller may ask of the pipeline, validated in one place: ``RenderOptions`` and its value types.
+
+Every way in (query string, upload metadata, command line, settings) builds its
+options through these types, so a range or a colour syntax is defined once:
+``Threshold`` is also the model contract's rule for a model's own threshold, and
+a colour is parsed when it is read (a setting at start-up, an option per request),
+never again downstream. Invalid values raise pydantic's ``ValidationError``, which
+the HTTP layer answers with 422 and the command line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+if TYPE_CHECKING:
+    from app.core.settings import Settings
+
+Color = tuple[int, int, int]
+Output = Literal["overlay", "mask"]
+
+# "#ff3b30", "ff3b30" (a raw "#" in a URL starts the fragment, so clients often drop it) or "255,59,48".
+HEX_COLOR = re.compile(r"#?([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
+TRIPLE_COLOR = re.compile(r"(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})")
+DEFAULT_COLOR: Color = (255, 59, 48)  # "#ff3b30"
+DEFAULT_ALPHA = 0.5
+
+
+def parse_color(value: str) -> Color:
+    """``"#rrggbb"``, ``"rrggbb"`` or ``"r,g,b"`` (0-255 each) -> (r, g, b); ValueError otherwise."""
+    text = value.strip()
+    if match := HEX_COLOR.fullmatch(text):
+        r, g, b = (int(group, 16) for group in match.groups())
+        return (r, g, b)
+    if (match := TRIPLE_COLOR.fullmatch(text)) and all(int(group) <= 255 for group in match.groups()):
+        r, g, b = (int(group) for group in match.groups())
+        return (r, g, b)
+    raise ValueError(f"colour {value!r} is not '#rrggbb', 'rrggbb' or 'r,g,b' with channels 0-255")
+
+
+def format_color(color: Color) -> str:
+    """(r, g, b) -> ``"#rrggbb"``, the form settings and documentation use."""
+    return "#{:02x}{:02x}{:02x}".format(*color)
+
+
+def _color_from_any(value: Any) -> Any:
+    """A string is parsed; a sequence of three channels is checked; anything else fails validation."""
+    if isinstance(value, str):
+        return parse_color(value)
+    if isinstance(value, Sequence) and len(value) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in value):
+        return tuple(value)
+    raise ValueError(f"colour {value!r} is not '#rrggbb', 'rrggbb', 'r,g,b' or three channels of 0-255")
+
+
+ColorValue = Annotated[Color, BeforeValidator(_color_from_any), PlainSerializer(format_color, return_type=str)]
+Threshold = Annotated[float, Field(gt=0.0, lt=1.0)]  # a probability strictly inside (0, 1)
+Alpha = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RenderOptions(BaseModel):
+    """What to draw: the overlay's colour and opacity, or the bare mask; threshold None = the model's own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    output: Output = "overlay"
+    color: ColorValue = DEFAULT_COLOR
+    alpha: Alpha = DEFAULT_ALPHA
+    threshold: Threshold | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RenderOptions:
+        """The server's defaults: what a request that sets no option gets."""
+        return cls(color=settings.OVERLAY_COLOR, alpha=settings.OVERLAY_ALPHA)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RenderOptions:
+        """A validated copy with each option given (not None) replaced; ``ValidationError`` if one is invalid."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return type(self).model_validate({**dict(self), **given})

@@ -1,0 +1,141 @@
+"""The model at run time: one onnxruntime session, image in, boolean mask out.
+
+``Segmenter(path, sha256)`` builds the session once (per process, never per
+request) and reads input size, normalisation and threshold from the model's
+metadata (``app.core.model_contract``). ``segment(image)`` returns a ``Prediction``:
+the boolean HxW mask at the image's own size and the milliseconds of each stage:
+
+- ``resize``: Pillow BILINEAR to the model's size and ``(pixel * scale - mean) / std``
+  in float32, exactly as ``model.preprocessing.Preprocessing`` does in training;
+- ``infer``: onnxruntime;
+- ``upsample``: sigmoid, then the probabilities resized (Pillow BILINEAR on a float
+  "F" image) to the original size and thresholded there, for clean edges.
+
+Threads: intra-op = the CPUs the process may use (``app.cpus``), inter-op = 1, and
+no spinning, so an idle server does not burn CPU between requests
+(https://onnxruntime.ai/docs/performance/tune-performance/threading.html).
+``run`` is thread-safe; concurrent requests share the one session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from app.core.cpus import usable_cpus
+from app.core.memory import trim_heap
+from app.core.model_contract import InvalidModel, ModelInfo, ModelSpec, read_spec
+from app.core.timing import Stopwatch
+
+OUTPUT_NAME = "logits"  # the contract's output; the first output if a file names it otherwise
+UPSAMPLE_BAND_ROWS = 256  # output rows per band: 4 MB of float32 for a 4000-pixel-wide image
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A boolean HxW mask at the image's size and the milliseconds of each stage."""
+
+    mask: np.ndarray
+    timings_ms: dict[str, float]
+
+
+def open_session(path: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session with explicit threads, no spinning between requests, and no memory pattern.
+
+    The memory pattern (on by default) plans one block per input shape and keeps it on
+    top of the arena; turning it off took ~75 MB off the served peak at the same speed
+    (``python -m bench.session_options``, docs/benchmarks.md). Loading the model leaves
+    its freed protobuf and graph-optimisation buffers in the C heap: trimmed here.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_mem_pattern = False
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    trim_heap()
+    return session
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Overflow-free float32 sigmoid (logits of +-200 occur on out-of-distribution inputs)."""
+    decay = np.exp(-np.abs(logits))
+    return np.where(logits >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay)).astype(np.float32)
+
+
+class Segmenter:
+    """Owns the model's ``InferenceSession``; see the module docstring."""
+
+    def __init__(self, path: Path, sha256: str, threads: int | None = None) -> None:
+        self.threads = threads or usable_cpus()
+        self._session = open_session(path, self.threads)
+        self.spec: ModelSpec = read_spec(self._session.get_modelmeta().custom_metadata_map)
+        self._input_name, self._output_name = self._check_graph()
+        self._mean = np.asarray(self.spec.mean, dtype=np.float32)
+        self._std = np.asarray(self.spec.std, dtype=np.float32)
+        self.info = ModelInfo.of(self.spec, sha256)
+
+    def _check_graph(self) -> tuple[str, str]:
+        """The graph's real input name and its logits output; refuses a shape the metadata contradicts."""
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        shape = inputs[0].shape
+        expected = [3, self.spec.input_height, self.spec.input_width]
+        matches = len(shape) == 4 and all(
+            not isinstance(dim, int) or dim == want for dim, want in zip(shape[1:], expected, strict=True)
+        )
+        if not matches:  # symbolic dims (a dynamic batch) match anything
+            raise InvalidModel(f"the model's input shape {shape} does not match its metadata's Nx{expected}")
+        names = [output.name for output in outputs]
+        return inputs[0].name, OUTPUT_NAME if OUTPUT_NAME in names else names[0]
+
+    def segment(self, image: Image.Image, threshold: float | None = None) -> Prediction:
+        """The foreground mask at ``image``'s size (threshold: the model's unless given) and stage timings.
+
+        ``threshold`` comes validated (``app.core.options.Threshold``); None means the model's own.
+        """
+        cutoff = self.spec.threshold if threshold is None else threshold
+        watch = Stopwatch()
+        batch = self.preprocess(image)
+        watch.lap("resize")
+        logits = self._session.run([self._output_name], {self._input_name: batch})[0]
+        watch.lap("infer")
+        mask = upsample_mask(logits[0, 0], image.size, cutoff)
+        watch.lap("upsample")
+        return Prediction(mask=mask, timings_ms=watch.laps_ms)
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """Image -> float32 1x3xHxW model input, as ``model.preprocessing.Preprocessing.image_to_input``."""
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        small = rgb.resize((self.spec.input_width, self.spec.input_height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(small, dtype=np.float32)
+        if self.spec.channel_order == "BGR":
+            pixels = pixels[..., ::-1]
+        normalised = (pixels * np.float32(self.spec.scale) - self._mean) / self._std
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
+
+
+def upsample_mask(logits: np.ndarray, size: tuple[int, int], threshold: float) -> np.ndarray:
+    """HxW logits at the model's size -> boolean mask at ``size`` (width, height).
+
+    Bilinear upsampling of the probabilities in bands of output rows: Pillow computes
+    each band from the whole source (``box`` only positions it), so the result is the
+    full-size resize's (up to float rounding in the last place, which can move a pixel
+    whose probability is within ~1e-7 of the threshold), without a float copy of a
+    12 MP image (48 MB, twice) in memory, and ~3x faster there (cache-sized bands).
+    """
+    probabilities = Image.fromarray(sigmoid(np.ascontiguousarray(logits, dtype=np.float32)))
+    width, height = size
+    rows_per_source_row = probabilities.height / height
+    mask = np.empty((height, width), dtype=bool)
+    for top in range(0, height, UPSAMPLE_BAND_ROWS):
+        bottom = min(top + UPSAMPLE_BAND_ROWS, height)
+        box = (0.0, top * rows_per_source_row, float(probabilities.width), bottom * rows_per_source_row)
+        band = probabilities.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)
+        np.greater_equal(np.asarray(band), np.float32(threshold), out=mask[top:bottom])
+    return mask

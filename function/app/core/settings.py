@@ -1,0 +1,98 @@
+"""Configuration: one pydantic-settings ``Settings`` read from environment variables.
+
+Every field is an environment variable of the same name (``MAX_PIXELS=20000000``).
+``get_settings()`` builds it once per process; tests construct ``Settings(...)``
+and hand it to the app factory. Values are parsed here, once: a colour becomes
+(r, g, b), a relative MODEL_URI becomes an absolute path.
+
+MODEL_URI defaults to the bundled model: ``model/weights/unet.onnx`` of the checkout
+this package sits in (``make serve``), else ``app/model/unet.onnx`` next to the
+package (where the Lambda image copies it), else ``<prefix>/share/unet-segmentation``
+(where ``pip install .`` puts it). Set it to another path or to
+``s3://bucket/key`` to serve a different model. A relative path is relative to the
+directory the process was started in (where the user typed ``make serve``).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.core.options import DEFAULT_ALPHA, DEFAULT_COLOR, Alpha, ColorValue
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # function/app
+CHECKOUT_MODEL = PACKAGE_DIR.parents[1] / "model" / "weights" / "unet.onnx"  # repo/function/app -> repo
+PACKAGED_MODEL = PACKAGE_DIR / "model" / "unet.onnx"
+INSTALLED_MODEL = Path(sys.prefix) / "share" / "unet-segmentation" / "unet.onnx"  # pyproject's data-files
+S3_SCHEME = "s3://"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def default_model_uri() -> str:
+    """The first bundled model that exists (checkout, image, installed); the checkout path if none does."""
+    for candidate in (CHECKOUT_MODEL, PACKAGED_MODEL, INSTALLED_MODEL):
+        if candidate.is_file():
+            return str(candidate)
+    return str(CHECKOUT_MODEL)
+
+
+class Settings(BaseSettings):
+    """The service's knobs; the defaults serve the bundled model within AWS Lambda's limits."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, frozen=True)
+
+    # The model: a local ONNX file or s3://bucket/key, optionally pinned to its sha256.
+    MODEL_URI: str = Field(default_factory=default_model_uri)
+    MODEL_SHA256: str | None = None
+    MODEL_CACHE_DIR: Path = Path("/tmp/models")  # Lambda's only writable disk is /tmp
+    MODEL_RETRY_SECONDS: float = Field(default=5.0, gt=0)  # back-off before a failed load is retried
+
+    # HTTP limits. Lambda carries 6 MB synchronously and base64 inflates binary bodies
+    # by 4/3, leaving ~4.4 MB of raw image:
+    # https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+    MAX_UPLOAD_BYTES: int = Field(default=4_400_000, gt=0)
+    # imgproxy's default cap on decoded pixels (IMGPROXY_MAX_SRC_RESOLUTION, 50 MP).
+    MAX_PIXELS: int = Field(default=50_000_000, gt=0)
+    # A result over this many bytes gets 413 instead of a response Lambda cannot return.
+    # None: no cap (local serving); ~4_400_000 behind API Gateway + Lambda.
+    MAX_RESPONSE_BYTES: int | None = Field(default=None, gt=0)
+
+    # The S3 trigger reads objects directly, so it may take bigger images.
+    S3_MAX_UPLOAD_BYTES: int = Field(default=50_000_000, gt=0)
+    S3_MAX_PIXELS: int = Field(default=100_000_000, gt=0)
+
+    # Overlay defaults; requests may override each. A colour is "#rrggbb", "rrggbb" or "r,g,b".
+    OVERLAY_COLOR: Annotated[ColorValue, NoDecode] = DEFAULT_COLOR  # NoDecode: a string, not JSON
+    OVERLAY_ALPHA: Alpha = DEFAULT_ALPHA
+
+    LOG_LEVEL: str = "INFO"
+
+    # Concurrency. None: the CPUs this process may use (affinity and cgroup quota).
+    INFERENCE_THREADS: int | None = Field(default=None, gt=0)  # onnxruntime intra-op threads
+    MAX_CONCURRENCY: int | None = Field(default=None, gt=0)  # requests decoded and segmented at once
+    MAX_QUEUE: int = Field(default=8, ge=0)  # requests waiting beyond those; more get 429
+
+    @field_validator("MODEL_URI")
+    @classmethod
+    def _absolute_local_path(cls, value: str) -> str:
+        """A local path is made absolute against the working directory now, so errors name the file tried."""
+        return value if value.startswith(S3_SCHEME) else str(Path(value).expanduser().absolute())
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL {value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

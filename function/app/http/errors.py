@@ -1,0 +1,61 @@
+"""Every error in the API's one JSON shape, ``{"detail": ...}``, with the status that says what went wrong.
+
+Bad input (``ImageRejected``) answers its own 400/413/415; no model yet, 503 with
+``Retry-After``; every worker busy, 429 with ``Retry-After``; anything else is a
+bug: logged with its traceback and answered 500 in the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app.core.imaging import ImageRejected
+from app.core.model_holder import ModelNotReady
+from app.http.work_queue import QueueFull
+
+BUSY_RETRY_AFTER_S = 1
+
+logger = logging.getLogger(__name__)
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """The ``Retry-After`` header: whole seconds, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+async def image_rejected(request: Request, error: ImageRejected) -> JSONResponse:
+    logger.info("image rejected", extra={"status": error.status_code, "detail": error.detail})
+    return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+
+
+async def model_not_ready(request: Request, error: ModelNotReady) -> JSONResponse:
+    return JSONResponse({"detail": error.detail}, status_code=503, headers=retry_after(error.retry_after_s))
+
+
+async def queue_full(request: Request, error: QueueFull) -> JSONResponse:
+    logger.warning("busy: request refused", extra={"detail": str(error)})
+    detail = f"the server is busy: {error}; retry shortly"
+    return JSONResponse({"detail": detail}, status_code=429, headers=retry_after(BUSY_RETRY_AFTER_S))
+
+
+async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    """A bug, not bad input: logged with its traceback, answered in the API's JSON shape."""
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return JSONResponse({"detail": "internal server error: it has been logged; retry, or report it"}, status_code=500)
+
+
+Handler = Callable[[Request, Any], Awaitable[JSONResponse]]
+HANDLERS: dict[type[Exception], Handler] = {
+    ImageRejected: image_rejected, ModelNotReady: model_not_ready, QueueFull: queue_full, Exception: unexpected,
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)

@@ -1,0 +1,108 @@
+"""The routes: ``GET /`` (the seed's answer), ``GET /health`` and ``POST /predict``."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, UploadFile
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.core.imaging import ACCEPTED, DecodeLimits, ImageTooLarge
+from app.core.model_holder import ModelHolder, ModelNotReady
+from app.core.options import RenderOptions
+from app.core.pipeline import Rendered, render
+from app.core.settings import Settings
+from app.core.timing import Stopwatch, server_timing
+from app.http.dependencies import HolderDep, RenderOptionsDep, SettingsDep, WorkQueueDep
+from app.http.errors import retry_after
+from app.http.schemas import ErrorBody, Health
+
+ROOT_MESSAGE = {"message": "UNet API is running!"}  # the seed service's answer, kept verbatim
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def _error(description: str, example: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description,
+            "content": {"application/json": {"example": {"detail": example}}}}
+
+
+PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "The overlay (or mask) as PNG, at the upload's size."},
+    400: _error("Corrupt, truncated or not an image.", "the file is not a recognised image: send a JPEG, ..."),
+    413: _error("Too many bytes or pixels (checked before decoding), or a result over MAX_RESPONSE_BYTES.",
+                "the image is 10000x8000 = 80000000 pixels, over the 50000000-pixel limit: send a smaller image"),
+    415: _error("A format other than JPEG, PNG, WebP, GIF, BMP, TIFF.", "PSD images are not accepted: send a ..."),
+    429: _error("Every worker busy and the wait queue full; retry after Retry-After seconds.",
+                "the server is busy: all 2 workers are busy and 8 requests wait; retry shortly"),
+    503: _error("The model is not loaded (yet); retry after Retry-After seconds.",
+                "the model could not be loaded (ModelUnavailable: no model file at ...); retry in 5 s"),
+}
+
+
+@router.get("/")
+async def root() -> dict[str, str]:
+    """Liveness: the service answers."""
+    return ROOT_MESSAGE
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Model not loaded."}})
+async def health(holder: HolderDep) -> Any:
+    """Readiness: 200 with the model's contract, metrics by split and sha256 once loaded, else 503 with the reason."""
+    try:
+        segmenter = await run_in_threadpool(holder.get)
+    except ModelNotReady as not_ready:
+        body = Health(status="unavailable", detail=not_ready.detail).model_dump()
+        return JSONResponse(body, status_code=503, headers=retry_after(not_ready.retry_after_s))
+    return Health(status="ready", model=segmenter.info)
+
+
+@router.post("/predict", response_class=Response, responses=PREDICT_RESPONSES)
+async def predict(
+    file: Annotated[UploadFile, File(description=f"The image: {ACCEPTED} (GIF: first frame).")],
+    options: RenderOptionsDep,
+    settings: SettingsDep,
+    holder: HolderDep,
+    work_queue: WorkQueueDep,
+) -> Response:
+    """Segment an image: returns it as PNG with the foreground tinted (or the bare mask), same size."""
+    watch = Stopwatch()
+    data = await file.read()
+    watch.lap("read")
+    job = partial(_predict_job, holder, data, DecodeLimits.from_settings(settings), options, watch)
+    rendered = await work_queue.run(job)
+    _check_response_size(rendered, settings)
+    _log_prediction(rendered, options, len(data))
+    output = rendered.result
+    return Response(output.body, media_type=output.media_type,
+                    headers={"Server-Timing": server_timing(rendered.timings_ms)})
+
+
+def _predict_job(holder: ModelHolder, data: bytes, limits: DecodeLimits, options: RenderOptions,
+                 watch: Stopwatch) -> Rendered:
+    """Runs on a worker thread: the wait for it ends here."""
+    watch.lap("wait")
+    return render(holder.get(), data, limits, options, watch=watch)
+
+
+def _check_response_size(rendered: Rendered, settings: Settings) -> None:
+    limit, size = settings.MAX_RESPONSE_BYTES, len(rendered.result.body)
+    if limit is not None and size > limit:
+        raise ImageTooLarge(
+            f"the result is {size} bytes, over the {limit}-byte response limit (MAX_RESPONSE_BYTES): "
+            "send a smaller image, ask for output=mask, or upload it to the bucket instead"
+        )
+
+
+def _log_prediction(rendered: Rendered, options: RenderOptions, bytes_in: int) -> None:
+    summary = rendered.summary
+    logger.info("prediction", extra={
+        "width": summary.width, "height": summary.height, "bytes_in": bytes_in, "bytes_out": len(rendered.result.body),
+        "options": options.model_dump(mode="json"), "foreground_fraction": round(summary.foreground_fraction, 4),
+        "timings_ms": {stage: round(ms, 2) for stage, ms in rendered.timings_ms.items()},
+    })

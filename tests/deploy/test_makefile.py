@@ -1,0 +1,58 @@
+"""The Makefile: every verb listed by `make help`, every wrapping verb passes ARGS through."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.support import REPO
+
+MAKEFILE = (REPO / "Makefile").read_text()
+
+
+def dry_run(*arguments: str) -> list[str]:
+    done = subprocess.run(["make", "-n", *arguments], cwd=REPO, capture_output=True, text=True, check=True)
+    return [line.rstrip() for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("serve", "-m uvicorn app.main:app --app-dir function --host 127.0.0.1 --port 8000"),
+        ("serve HOST=0.0.0.0 PORT=9000", "-m uvicorn app.main:app --app-dir function --host 0.0.0.0 --port 9000"),
+        ("test ARGS=-x", "-m pytest -x"),
+        ("bench ARGS=--quick", "-m bench.run --quick"),
+        ("train ARGS=--epochs=1", "-m model.train --epochs=1"),
+        ("export CKPT=a.pt OUT=b.onnx ARGS=--version=2.0.0", "-m model.export a.pt b.onnx --version=2.0.0"),
+        ("evaluate ARGS=--limit=50", "-m model.evaluate model/weights/unet.onnx --limit=50"),
+        ("evaluate MODEL=x.onnx", "-m model.evaluate x.onnx"),
+        ("invoke EVENT=events/s3_put_upload.json", "-m scripts.invoke events/s3_put_upload.json --local-s3"),
+        ("invoke EVENT=events/s3_put_upload.json S3=aws", "-m scripts.invoke events/s3_put_upload.json"),
+        ("invoke EVENT=events/s3_put_upload.json IMAGE=me.jpg",
+         "-m scripts.invoke events/s3_put_upload.json --local-s3 --image me.jpg"),
+        ("publish-model", "-m scripts.publish_model --model model/weights/unet.onnx --stack unet-segmentation"),
+        ("lambda-size ARGS=--json", "-m scripts.lambda_size --json"),
+        ("lambda-memory", "-m scripts.lambda_memory"),
+        ("build", "sam build"),
+        ("deploy ARGS=--guided", "sam deploy --stack-name unet-segmentation --guided"),
+    ],
+)
+def test_verbs_run_their_command_with_args(target: str, expected: str) -> None:
+    lines = dry_run(*target.split())
+    assert any(line.endswith(expected) for line in lines), lines
+
+
+def test_help_lists_every_verb_with_a_description() -> None:
+    verbs = set(re.findall(r"^([a-z][a-z-]*):", MAKEFILE, re.MULTILINE))
+    done = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, check=True)
+    listed = {line.split()[1] for line in done.stdout.splitlines() if line.strip().startswith("make ")}
+    assert listed == verbs
+    assert all(len(line.split(maxsplit=2)) == 3 for line in done.stdout.splitlines())  # verb and description
+
+
+def test_clean_removes_what_the_verbs_create() -> None:
+    [command, *_] = [line for line in dry_run("clean") if line.startswith("rm -rf")]
+    for created in (".venv", "runs", "bench/out", "tests/_artifacts", ".pytest_cache", ".mypy_cache"):
+        assert f" {created}" in command

@@ -1,0 +1,239 @@
+"""template.yaml, samconfig.toml, function/Dockerfile and .dockerignore: linted and read for what they promise."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import tomllib
+from typing import Any
+
+import pytest
+from cfnlint.api import lint, lint_file
+from cfnlint.decode import decode
+
+from tests.support import REPO
+
+TEMPLATE = REPO / "template.yaml"
+BUCKET_NAME = "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"
+OBJECTS = f"arn:${{AWS::Partition}}:s3:::{BUCKET_NAME}"
+FUNCTIONS = ("ApiFunction", "UploadFunction")
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    """Parsed by cfn-lint's loader, which turns !Ref, !Sub and !GetAtt into their long forms."""
+    parsed, problems = decode(str(TEMPLATE))
+    assert problems == []
+    return parsed
+
+
+def resource(template: dict[str, Any], name: str) -> dict[str, Any]:
+    return template["Resources"][name]["Properties"]
+
+
+def statements(template: dict[str, Any], function: str) -> list[tuple[str, list[str]]]:
+    """(action, resources) of every statement of the function's inline policies."""
+    found = []
+    for policy in resource(template, function)["Policies"]:
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            found.append((statement["Action"], [r["Fn::Sub"] for r in resources]))
+    return found
+
+
+def references(node: Any) -> list[str]:
+    """Every logical id that ``node`` references through Ref, GetAtt or ${...} in Sub."""
+    if isinstance(node, dict):
+        found = [node["Ref"]] if "Ref" in node else []
+        if "Fn::GetAtt" in node:
+            target = node["Fn::GetAtt"]
+            found.append(target[0] if isinstance(target, list) else target.split(".")[0])
+        if "Fn::Sub" in node and isinstance(node["Fn::Sub"], str):
+            found += [name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", node["Fn::Sub"])]
+        nested = [value for key, value in node.items() if key not in {"Ref", "Fn::GetAtt"}]
+        return found + references(nested)
+    if isinstance(node, list):
+        return [ref for value in node for ref in references(value)]
+    return []
+
+
+def test_cfn_lint_passes() -> None:
+    problems = lint_file(TEMPLATE)
+    assert problems == [], "\n".join(str(problem) for problem in problems)
+
+
+def test_cfn_lint_would_catch_a_broken_template() -> None:
+    broken = TEMPLATE.read_text().replace("Timeout: 20", "Timeout: twenty", 1)
+    assert [problem.rule.id for problem in lint(broken)] == ["E3012"]
+
+
+def test_http_api_routes_payload_v2_on_the_default_stage(template: dict[str, Any]) -> None:
+    events = resource(template, "ApiFunction")["Events"]
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()}
+    assert routes == {("GET", "/"), ("POST", "/predict"), ("GET", "/{proxy+}")}
+    for event in events.values():
+        assert event["Type"] == "HttpApi"
+        assert event["Properties"]["ApiId"] == {"Ref": "Api"}
+        assert event["Properties"]["PayloadFormatVersion"] == "2.0"
+    api = template["Resources"]["Api"]
+    assert api["Type"] == "AWS::Serverless::HttpApi" and "StageName" not in api["Properties"]  # $default
+
+
+def test_s3_trigger_listens_under_uploads_only(template: dict[str, Any]) -> None:
+    [event] = resource(template, "UploadFunction")["Events"].values()
+    assert event["Type"] == "S3"
+    assert event["Properties"]["Bucket"] == {"Ref": "Bucket"}
+    assert event["Properties"]["Events"] == "s3:ObjectCreated:*"
+    assert event["Properties"]["Filter"] == {"S3Key": {"Rules": [{"Name": "prefix", "Value": "uploads/"}]}}
+
+
+def test_least_privilege(template: dict[str, Any]) -> None:
+    assert statements(template, "ApiFunction") == [("s3:GetObject", [f"{OBJECTS}/models/*"])]
+    assert statements(template, "UploadFunction") == [
+        ("s3:GetObject", [f"{OBJECTS}/uploads/*", f"{OBJECTS}/models/*"]),
+        ("s3:PutObject", [f"{OBJECTS}/overlays/*"]),
+    ]
+
+
+def test_policies_name_the_bucket_the_template_creates(template: dict[str, Any]) -> None:
+    assert resource(template, "Bucket")["BucketName"] == {"Fn::Sub": BUCKET_NAME}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_functions_never_reference_the_bucket(template: dict[str, Any], function: str) -> None:
+    """The S3 event makes the bucket depend on the function; a reference back is a circular dependency
+    (https://github.com/aws/serverless-application-model/issues/1109). Only the event itself names it."""
+    properties = {key: value for key, value in resource(template, function).items() if key != "Events"}
+    assert "Bucket" not in references(properties) + references(template["Globals"])
+
+
+def test_bucket_is_private_encrypted_and_tls_only(template: dict[str, Any]) -> None:
+    bucket = resource(template, "Bucket")
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    [deny] = resource(template, "BucketTlsOnlyPolicy")["PolicyDocument"]["Statement"]
+    insecure = {"Bool": {"aws:SecureTransport": "false"}}
+    assert (deny["Effect"], deny["Action"], deny["Condition"]) == ("Deny", "s3:*", insecure)
+    assert deny["Resource"] == [{"Fn::GetAtt": ["Bucket", "Arn"]}, {"Fn::Sub": "${Bucket.Arn}/*"}]
+
+
+def test_failed_s3_events_land_in_the_queue(template: dict[str, Any]) -> None:
+    config = resource(template, "UploadFunction")["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 2
+    queue = {"Fn::GetAtt": ["UploadFailures", "Arn"]}
+    assert config["DestinationConfig"]["OnFailure"] == {"Type": "SQS", "Destination": queue}
+    assert template["Resources"]["UploadFailures"]["Type"] == "AWS::SQS::Queue"
+
+
+def test_model_comes_from_the_buckets_models_prefix(template: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["MODEL_URI"] == {"Fn::Sub": f"s3://{BUCKET_NAME}/${{ModelKey}}"}
+    assert variables["MODEL_SHA256"] == {"Ref": "ModelSha256"}
+    assert template["Parameters"]["ModelKey"]["Default"].startswith("models/")
+    assert re.fullmatch(template["Parameters"]["ModelKey"]["AllowedPattern"], "models/unet-6b25f51cdeaf.onnx")
+    assert not re.fullmatch(template["Parameters"]["ModelKey"]["AllowedPattern"], "uploads/x.onnx")
+
+
+def test_sizes_and_timeouts(template: dict[str, Any]) -> None:
+    api, upload = resource(template, "ApiFunction"), resource(template, "UploadFunction")
+    assert api["Timeout"] <= 29  # HTTP API's integration limit is 30 s
+    assert (api["MemorySize"], upload["MemorySize"]) == (2048, 3008)
+    assert upload["Timeout"] <= 900
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_image_build_metadata(template: dict[str, Any], function: str) -> None:
+    """Without DockerContext `sam build` silently builds nothing (https://github.com/aws/aws-sam-cli/issues/7017)."""
+    node = template["Resources"][function]
+    assert resource(template, function)["PackageType"] == "Image"
+    metadata = node["Metadata"]
+    assert set(metadata) == {"Dockerfile", "DockerContext", "DockerTag"}
+    assert (REPO / metadata["DockerContext"] / metadata["Dockerfile"]).is_file()
+
+
+ENTRIES = {"ApiFunction": "app.lambda_api.handler", "UploadFunction": "app.lambda_upload.handler"}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_names_its_own_entry(template: dict[str, Any], function: str) -> None:
+    """One image, several commands: each function's ImageConfig Command is an importable handler."""
+    [command] = resource(template, function)["ImageConfig"]["Command"]
+    assert command == ENTRIES[function]
+    module, _, name = command.rpartition(".")
+    assert (REPO / "function" / (module.replace(".", "/") + ".py")).is_file()
+    assert f"\n{name} = " in (REPO / "function" / (module.replace(".", "/") + ".py")).read_text()
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["ApiUrl"]["Value"] == {"Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"}
+    assert outputs["BucketName"]["Value"] == {"Ref": "Bucket"}
+
+
+# --- samconfig.toml ------------------------------------------------------------------------
+
+
+def test_samconfig_deploys_an_image_project(template: dict[str, Any]) -> None:
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())["default"]
+    deploy = config["deploy"]["parameters"]
+    assert (deploy["resolve_s3"], deploy["resolve_image_repos"]) == (True, True)
+    assert "CAPABILITY_IAM" in deploy["capabilities"]
+    assert config["global"]["parameters"]["stack_name"] == "unet-segmentation"
+    env_file = REPO / config["local_invoke"]["parameters"]["env_vars"]
+    assert set(json.loads(env_file.read_text())) == set(FUNCTIONS)
+
+
+# --- the image ---------------------------------------------------------------------------
+
+
+def dockerignore_admits(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent folders decides."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    admitted = True
+    for pattern in patterns:
+        exclude = not pattern.startswith("!")
+        if any(fnmatch.fnmatchcase(candidate, pattern.lstrip("!").rstrip("/")) for candidate in candidates):
+            admitted = not exclude
+    return admitted
+
+
+@pytest.fixture(scope="module")
+def dockerignore() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def dockerfile_copies() -> list[str]:
+    sources = []
+    for line in (REPO / "function" / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            sources += line.split()[1:-1]
+    return sources
+
+
+def test_dockerfile_shape() -> None:
+    lines = [line for line in (REPO / "function" / "Dockerfile").read_text().splitlines() if line and line[0] != "#"]
+    assert lines[0] == "FROM public.ecr.aws/lambda/python:3.12"
+    assert lines[-1] == 'CMD ["app.lambda_api.handler"]'
+    assert dockerfile_copies() == ["function/requirements.txt", "scripts/lambda_size.py", "model/weights/unet.onnx",
+                                   "function/app/"]
+
+
+@pytest.mark.parametrize("source", dockerfile_copies())
+def test_what_the_dockerfile_copies_is_in_the_context(source: str, dockerignore: list[str]) -> None:
+    assert (REPO / source).exists()
+    assert dockerignore_admits(source.rstrip("/"), dockerignore)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".venv/bin/python", "tests/conftest.py", "runs/x/best.pt", "model/unet.py", "function/app/__pycache__/x.pyc",
+     "model/weights/MODEL_CARD.md", "bench/run.py", ".git/HEAD"],
+)
+def test_the_context_keeps_everything_else_out(path: str, dockerignore: list[str]) -> None:
+    assert not dockerignore_admits(path, dockerignore)

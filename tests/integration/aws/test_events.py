@@ -1,0 +1,95 @@
+"""Every payload in events/ through the entry template.yaml gives it, as `sam local invoke -e` would send it."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scripts.invoke import ENTRIES, LambdaContext, entry_for, s3_objects, seed
+from tests.support import EVENTS, SAMPLE_PNG, expected_overlay, rgb_of
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ROOT_BODY = {"message": "UNet API is running!"}
+
+
+@dataclass(frozen=True)
+class Http:
+    status: int
+    base64: bool
+    json_body: dict[str, Any] | None = None
+    png_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class S3:
+    statuses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    shape: str
+
+
+EXPECTED: dict[str, Http | S3 | Unsupported] = {
+    "http_api_get_root.json": Http(200, base64=False, json_body=ROOT_BODY),
+    "http_api_post_predict.json": Http(200, base64=True, png_size=(447, 231)),
+    "rest_api_post_predict.json": Http(200, base64=True, png_size=(79, 128)),
+    "alb_get_root.json": Http(200, base64=False, json_body=ROOT_BODY),
+    "s3_put_upload.json": S3(("processed",)),
+    "s3_put_overlay.json": S3(("skipped",)),
+    "s3_put_batch.json": S3(("processed", "processed", "skipped")),
+    "eventbridge_scheduled.json": Unsupported("top-level keys ['account', 'detail', 'detail-type', 'id'"),
+    "sqs_message.json": Unsupported("top-level keys ['Records']"),
+}
+ENTRY = {"s3_put_upload.json": "upload", "s3_put_overlay.json": "upload", "s3_put_batch.json": "upload"}  # else api
+
+
+def test_every_event_file_has_an_expectation() -> None:
+    assert sorted(path.name for path in EVENTS.glob("*.json")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_event_through_its_function(name: str, s3: Any, context: LambdaContext) -> None:
+    event = json.loads((EVENTS / name).read_text())
+    assert entry_for(event) == ENTRY.get(name, "api")
+    seed(s3, s3_objects(event), image=None)  # what `make invoke ... --local-s3` puts there
+    result = importlib.import_module(ENTRIES[entry_for(event)]).handler(event, context)
+    expected = EXPECTED[name]
+    if isinstance(expected, Http):
+        check_http(result, expected)
+    elif isinstance(expected, S3):
+        assert tuple(record["status"] for record in result["records"]) == expected.statuses
+    else:
+        assert (result["statusCode"], result["error"]) == (400, "UnsupportedEvent")
+        assert expected.shape in result["detail"]
+
+
+def check_http(result: dict[str, Any], expected: Http) -> None:
+    assert (result["statusCode"], result["isBase64Encoded"]) == (expected.status, expected.base64)
+    body = base64.b64decode(result["body"]) if result["isBase64Encoded"] else result["body"].encode()
+    if expected.json_body is not None:
+        assert json.loads(body) == expected.json_body
+    if expected.png_size is not None:
+        assert result["headers"]["content-type"] == "image/png"
+        assert body.startswith(PNG_SIGNATURE)
+        assert Image.open(io.BytesIO(body)).size == expected.png_size
+
+
+def test_rest_api_query_parameters_reach_the_app(context: LambdaContext) -> None:
+    """events/rest_api_post_predict.json asks for alpha=0.6: the overlay is blended at 0.6, not the default."""
+    from app.lambda_api import handler
+    from app.main import runtime
+
+    result = handler(json.loads((EVENTS / "rest_api_post_predict.json").read_text()), context)
+    overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["body"]))))
+    image = rgb_of(SAMPLE_PNG)
+    expected = expected_overlay(np.asarray(image), runtime.holder.get().segment(image).mask, (255, 59, 48), 0.6)
+    np.testing.assert_array_equal(overlay, expected)

@@ -1,0 +1,148 @@
+"""app.aws.model_store: local files hashed and verified; S3 models downloaded from moto, cached, re-fetched."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.aws.model_store import (
+    LocalModel,
+    ModelIntegrityError,
+    ModelUnavailable,
+    cache_file_name,
+    fetch_model,
+    parse_s3_uri,
+)
+from app.aws.s3_client import get_s3_client
+from tests.support import BUCKET, sha256_of
+
+KEY = "models/tiny.onnx"
+URI = f"s3://{BUCKET}/{KEY}"
+
+
+@pytest.fixture
+def get_object_calls(s3: Any) -> list[dict[str, Any]]:
+    """Every GetObject the app's own S3 client sends (the download itself still happens)."""
+    calls: list[dict[str, Any]] = []
+    get_s3_client().meta.events.register("before-call.s3.GetObject", lambda params, **_: calls.append(params))
+    return calls
+
+
+@pytest.fixture
+def published(s3: Any, tiny_model_path: Path) -> str:
+    """The tiny model in the bucket; returns its sha256."""
+    s3.upload_file(str(tiny_model_path), BUCKET, KEY)
+    return sha256_of(tiny_model_path)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://bucket/models/unet.onnx", ("bucket", "models/unet.onnx")),
+        ("s3://bucket/a/b/c d+e.onnx", ("bucket", "a/b/c d+e.onnx")),
+    ],
+)
+def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
+    assert parse_s3_uri(uri) == expected
+
+
+@pytest.mark.parametrize("uri", ["s3://", "s3://bucket", "s3://bucket/", "s3:///key"])
+def test_parse_s3_uri_refuses_what_names_no_object(uri: str) -> None:
+    with pytest.raises(ModelUnavailable, match="expected s3://bucket/key"):
+        parse_s3_uri(uri)
+
+
+def test_cache_file_name_changes_with_the_etag_only() -> None:
+    first = cache_file_name("b", "models/unet.onnx", '"etag-1"')
+    assert first == cache_file_name("b", "models/unet.onnx", '"etag-1"')
+    assert first.endswith("-unet.onnx")
+    changed = cache_file_name("b", "models/unet.onnx", '"etag-2"')
+    other_object = cache_file_name("b", "models/other/unet.onnx", '"etag-1"')
+    assert changed != first and changed[:16] == first[:16]  # same object prefix: stale copies are found
+    assert other_object[:16] != first[:16]
+
+
+def test_local_file_is_hashed_and_verified(tiny_model_path: Path, tmp_path: Path) -> None:
+    sha = sha256_of(tiny_model_path)
+    assert fetch_model(str(tiny_model_path), None, tmp_path) == LocalModel(tiny_model_path, sha)
+    assert fetch_model(str(tiny_model_path), sha.upper(), tmp_path).sha256 == sha
+    assert list(tmp_path.iterdir()) == []  # a local model is used in place, never copied
+
+
+def test_local_file_with_the_wrong_sha_is_refused(tiny_model_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelIntegrityError, match="MODEL_SHA256 is 0000"):
+        fetch_model(str(tiny_model_path), "0" * 64, tmp_path)
+
+
+def test_missing_local_file_is_unavailable_not_an_integrity_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="no model file at") as raised:
+        fetch_model(str(tmp_path / "absent.onnx"), None, tmp_path)
+    assert not isinstance(raised.value, ModelIntegrityError)
+
+
+def test_s3_model_is_downloaded_once_then_reused(
+    published: str, tiny_model_path: Path, get_object_calls: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # GIVEN an empty cache WHEN the model is fetched THEN it is downloaded from the server
+    first = fetch_model(URI, published, tmp_path)
+    assert first.sha256 == published
+    assert first.path.parent == tmp_path and first.path.read_bytes() == tiny_model_path.read_bytes()
+    assert len(get_object_calls) == 1
+    # WHEN a second init fetches it again THEN the cached file serves (a HEAD, no GET)
+    second = fetch_model(URI, published, tmp_path)
+    assert second == first and len(get_object_calls) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.path.name]  # no temp files left
+
+
+def test_changed_s3_object_is_fetched_again_and_the_stale_copy_removed(
+    s3: Any, published: str, bundled_model_path: Path, get_object_calls: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    old = fetch_model(URI, None, tmp_path)
+    s3.upload_file(str(bundled_model_path), BUCKET, KEY)  # a retrained model under the same key
+    new = fetch_model(URI, None, tmp_path)
+    assert len(get_object_calls) == 2
+    assert new.path != old.path and new.sha256 == sha256_of(bundled_model_path)
+    assert [p.name for p in tmp_path.iterdir()] == [new.path.name]
+
+
+def test_s3_model_with_the_wrong_sha_is_refused(published: str, tmp_path: Path) -> None:
+    wrong = hashlib.sha256(b"another model").hexdigest()
+    with pytest.raises(ModelIntegrityError, match=f"has sha256 {published} but MODEL_SHA256 is {wrong}"):
+        fetch_model(URI, wrong, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (f"s3://{BUCKET}/models/never-published.onnx", "404"),
+        ("s3://no-such-bucket-here/models/unet.onnx", "404"),
+    ],
+)
+def test_s3_model_not_there_is_unavailable(s3: Any, uri: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable, match=f"cannot fetch {uri} .*{message}") as raised:
+        fetch_model(uri, None, tmp_path)
+    assert not isinstance(raised.value, ModelIntegrityError)
+
+
+def test_object_replaced_during_the_download_leaves_no_partial_file(
+    s3: Any, published: str, bundled_model_path: Path, tmp_path: Path
+) -> None:
+    # GIVEN the object changes between the HEAD and the GET (a publish racing a cold start)
+    def replace_object(**_: Any) -> None:
+        s3.upload_file(str(bundled_model_path), BUCKET, KEY)
+
+    get_s3_client().meta.events.register("before-call.s3.GetObject", replace_object)
+    # THEN the GET (If-Match: the HEAD's ETag) fails, and nothing half-written stays in the cache
+    with pytest.raises(ModelUnavailable, match="PreconditionFailed"):
+        fetch_model(URI, published, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_s3_is_unavailable(s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # the discard port: nothing listens
+    get_s3_client.cache_clear()
+    with pytest.raises(ModelUnavailable, match="Could not connect"):
+        fetch_model(URI, None, tmp_path)

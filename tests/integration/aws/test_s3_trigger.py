@@ -1,0 +1,241 @@
+"""The upload function (app.lambda_upload) against moto's server: uploads/ in, overlay + mask + summary out."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+from PIL import Image
+
+from app.aws.s3_trigger import S3Trigger
+from app.core.model_holder import ModelNotReady
+from app.core.settings import Settings
+from app.runtime import build_holder
+from scripts.invoke import LambdaContext
+from tests.support import BUCKET, BUNDLED_MODEL, SAMPLE_JPEG, SAMPLE_PNG, expected_overlay, load_event, sha256_of
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+UPLOAD_KEY = "uploads/my photo+1.jpg"  # events/s3_put_upload.json's key, "uploads/my+photo%2B1.jpg", decoded
+HELDOUT_SAMPLE = 2  # events/images/blobs.jpg is model.synthetic's held-out sample 2, saved at JPEG quality 85
+
+
+def keys_in(s3: Any, prefix: str = "") -> list[str]:
+    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []))
+
+
+def sample(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def read_image(s3: Any, key: str) -> Image.Image:
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert body.startswith(PNG_SIGNATURE)
+    return Image.open(io.BytesIO(body))
+
+
+@pytest.fixture
+def handler(main_thread_event_loop: None) -> Any:
+    """The real entry point, with the bundled model loaded at its import."""
+    from app.lambda_upload import handler
+
+    return handler
+
+
+@pytest.fixture
+def bundled_mask() -> Callable[[Image.Image], np.ndarray]:
+    """The upload function's own model, run on an image: the mask its outputs must show."""
+    from app.lambda_upload import runtime
+
+    return lambda image: runtime.holder.get().segment(image).mask
+
+
+def foreground(mask: np.ndarray) -> dict[str, Any]:
+    """Fraction and PIL box of ``mask``, with numpy alone."""
+    rows, columns = np.nonzero(mask)
+    box = {"left": int(columns.min()), "top": int(rows.min()), "right": int(columns.max()) + 1,
+           "bottom": int(rows.max()) + 1} if rows.size else None
+    return {"foreground_fraction": float(mask.mean()), "bounding_box": box}
+
+
+@pytest.fixture
+def tiny_trigger(tiny_model_path: Path) -> Any:
+    """An S3Trigger with the tiny model and the given settings (limits) over the app's S3 client."""
+    from app.aws.s3_client import get_s3_client
+
+    def make(**settings: Any) -> S3Trigger:
+        configured = Settings(MODEL_URI=str(tiny_model_path), **settings)
+        return S3Trigger(get_s3_client, build_holder(configured), configured)
+
+    return make
+
+
+# --- the flow through the real handler and the bundled model -------------------------------
+
+
+def test_upload_gets_overlay_mask_and_summary(
+    s3: Any, handler: Any, context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray]
+) -> None:
+    # GIVEN a photo uploaded under a key S3 URL-encodes ("+" and a space)
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
+    # WHEN S3's event reaches the handler
+    result = handler(load_event("s3_put_upload.json"), context)
+    # THEN the overlay, mask and summary sit next to each other under overlays/
+    stem = "overlays/my photo+1.jpg"
+    assert result == {"records": [{"key": UPLOAD_KEY, "status": "processed", "detail": f"{stem}.png",
+                                   "inference_ms": result["records"][0]["inference_ms"]}]}
+    assert keys_in(s3, "overlays/") == [f"{stem}.json", f"{stem}.mask.png", f"{stem}.png"]
+    image = sample(SAMPLE_JPEG)
+    expected_mask = bundled_mask(image)
+    mask = np.asarray(read_image(s3, f"{stem}.mask.png"))
+    assert mask.shape == (231, 447) and set(np.unique(mask)) == {0, 255}
+    np.testing.assert_array_equal(mask == 255, expected_mask)
+    overlay = read_image(s3, f"{stem}.png")
+    assert overlay.mode == "RGB" and overlay.size == (447, 231)
+    # the settings' default colour #ff3b30 at alpha 0.5, by docs/api.md's formula
+    tinted = expected_overlay(np.asarray(image), expected_mask, (255, 59, 48), 0.5)
+    np.testing.assert_array_equal(np.asarray(overlay), tinted)
+    assert s3.head_object(Bucket=BUCKET, Key=f"{stem}.png")["ContentType"] == "image/png"
+
+
+def test_summary_describes_the_mask_and_the_model(
+    s3: Any, handler: Any, context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray]
+) -> None:
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
+    handler(load_event("s3_put_upload.json"), context)
+    summary = json.loads(s3.get_object(Bucket=BUCKET, Key="overlays/my photo+1.jpg.json")["Body"].read())
+    assert summary == {
+        "source": {"bucket": BUCKET, "key": UPLOAD_KEY},
+        "image": {"width": 447, "height": 231},
+        **foreground(bundled_mask(sample(SAMPLE_JPEG))),
+        "model": {"name": "unet-synthetic-blobs", "version": "1.0.0", "sha256": sha256_of(BUNDLED_MODEL)},
+    }
+
+
+def test_the_bundled_model_finds_the_real_foreground(s3: Any, handler: Any, context: LambdaContext) -> None:
+    """Realism: against model.synthetic's ground truth for the uploaded sample, the S3 mask scores IoU >= 0.95."""
+    from model.synthetic import HELDOUT_SEED, generate_sample
+
+    _, truth = generate_sample(np.random.default_rng([HELDOUT_SEED, HELDOUT_SAMPLE]))
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
+    handler(load_event("s3_put_upload.json"), context)
+    mask = np.asarray(read_image(s3, "overlays/my photo+1.jpg.mask.png")) == 255
+    iou = np.logical_and(mask, truth).sum() / np.logical_or(mask, truth).sum()
+    assert iou >= 0.95, f"IoU {iou:.3f}"
+
+
+def test_several_records_in_one_event(s3: Any, handler: Any, context: LambdaContext) -> None:
+    s3.put_object(Bucket=BUCKET, Key="uploads/batch/blobs.jpg", Body=SAMPLE_JPEG.read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="uploads/batch/blobs(2).png", Body=SAMPLE_PNG.read_bytes())
+    result = handler(load_event("s3_put_batch.json"), context)
+    assert [(r["key"], r["status"]) for r in result["records"]] == [
+        ("uploads/batch/blobs.jpg", "processed"),
+        ("uploads/batch/blobs(2).png", "processed"),
+        ("overlays/batch/blobs.jpg.json", "skipped"),
+    ]
+    assert keys_in(s3, "overlays/") == [
+        "overlays/batch/blobs(2).png.json", "overlays/batch/blobs(2).png.mask.png", "overlays/batch/blobs(2).png.png",
+        "overlays/batch/blobs.jpg.json", "overlays/batch/blobs.jpg.mask.png", "overlays/batch/blobs.jpg.png",
+    ]
+    assert read_image(s3, "overlays/batch/blobs(2).png.png").size == sample(SAMPLE_PNG).size
+
+
+def test_redelivered_event_overwrites_the_same_outputs(s3: Any, handler: Any, context: LambdaContext) -> None:
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
+    handler(load_event("s3_put_upload.json"), context)
+    first = {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys_in(s3, "overlays/")}
+    handler(load_event("s3_put_upload.json"), context)  # S3 delivers at least once
+    again = {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys_in(s3, "overlays/")}
+    assert again == first
+
+
+# --- what is skipped, what is rejected, what raises -----------------------------------------
+
+
+def test_own_outputs_never_trigger_work(s3: Any, handler: Any, context: LambdaContext) -> None:
+    from app.aws.s3_client import get_s3_client
+
+    requests: list[str] = []
+    get_s3_client().meta.events.register("before-call.s3", lambda model, **_: requests.append(model.name))
+    result = handler(load_event("s3_put_overlay.json"), context)
+    assert result == {"records": [{"key": "overlays/my photo+1.jpg.png", "status": "skipped",
+                                   "detail": "not under uploads/", "inference_ms": None}]}
+    assert requests == [] and keys_in(s3) == []
+
+
+def test_skipping_needs_no_model(s3: Any, tiny_model_path: Path, tmp_path: Path) -> None:
+    """A key outside uploads/ is skipped even while the model cannot load: no retry storm on our own writes."""
+    from app.aws.s3_client import get_s3_client
+
+    settings = Settings(MODEL_URI=str(tmp_path / "absent.onnx"))
+    trigger = S3Trigger(get_s3_client, build_holder(settings), settings)
+    assert [o.status for o in trigger.handle(load_event("s3_put_overlay.json"))] == ["skipped"]
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"not an image at all", "the file is not a recognised image"),
+        (SAMPLE_JPEG.read_bytes()[:400], "truncated"),
+        (b"8BPS\x00\x01" + bytes(64), "psd images are not accepted"),
+        (b"", "empty"),
+    ],
+    ids=["garbage", "truncated-jpeg", "psd", "empty"],
+)
+def test_bad_upload_is_logged_and_skipped(
+    s3: Any, handler: Any, context: LambdaContext, body: bytes, detail: str,
+    json_logs: Callable[[], list[dict[str, Any]]],
+) -> None:
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=body)
+    result = handler(load_event("s3_put_upload.json"), context)  # no exception: a retry could not help
+    [record] = result["records"]
+    assert record["status"] == "rejected" and detail in record["detail"].lower()
+    assert keys_in(s3, "overlays/") == []
+    [warning] = [line for line in json_logs() if line["level"] == "WARNING"]
+    assert warning["message"].startswith(f"skipping s3://{BUCKET}/{UPLOAD_KEY}: ")
+    assert warning["function_request_id"] == context.aws_request_id
+
+
+@pytest.mark.parametrize(
+    ("limits", "status", "detail"),
+    [
+        ({"S3_MAX_UPLOAD_BYTES": 10_000}, "rejected", "21210 bytes is over the 10000-byte limit (s3_max_upload_bytes)"),
+        ({"S3_MAX_PIXELS": 100_000}, "rejected", "103257 pixels"),
+        # the HTTP limits do not apply to S3 uploads
+        ({"MAX_UPLOAD_BYTES": 1_000, "MAX_PIXELS": 1_000}, "processed", "overlays/my photo+1.jpg.png"),
+    ],
+    ids=["bytes-over-s3-limit", "pixels-over-s3-limit", "http-limits-do-not-apply"],
+)
+def test_s3_limits_apply(s3: Any, tiny_trigger: Any, limits: dict[str, int], status: str, detail: str) -> None:
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
+    [outcome] = tiny_trigger(**limits).handle(load_event("s3_put_upload.json"))
+    assert (outcome.status, detail in outcome.detail.lower()) == (status, True), outcome.detail
+
+
+def test_upload_deleted_before_processing_is_skipped(s3: Any, tiny_trigger: Any) -> None:
+    [outcome] = tiny_trigger().handle(load_event("s3_put_upload.json"))  # never put: gone
+    assert (outcome.status, outcome.detail) == ("rejected", "uploads/my photo+1.jpg no longer exists")
+
+
+def test_s3_errors_raise_so_lambda_retries(s3: Any, handler: Any, context: LambdaContext) -> None:
+    event = load_event("s3_put_upload.json")
+    event["Records"][0]["s3"]["bucket"]["name"] = "bucket-that-does-not-exist"
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        handler(event, context)
+
+
+def test_unloadable_model_raises_on_s3_events(s3: Any, tmp_path: Path) -> None:
+    from app.aws.s3_client import get_s3_client
+
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
+    settings = Settings(MODEL_URI=str(tmp_path / "absent.onnx"))
+    trigger = S3Trigger(get_s3_client, build_holder(settings), settings)
+    with pytest.raises(ModelNotReady, match="no model file at"):
+        trigger.handle(load_event("s3_put_upload.json"))
+    assert keys_in(s3, "overlays/") == []

@@ -1,0 +1,58 @@
+"""What several test layers share: paths, events, sample images, and expectations computed without the app.
+
+Expected pixels are computed here with numpy from the documented formulas, never
+with the code under test, so a wrong blend cannot agree with itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED_MODEL = REPO / "model" / "weights" / "unet.onnx"
+EVENTS = REPO / "events"
+PNGSUITE = REPO.parent / "shared" / "corpus" / "pngsuite" / "png"
+SAMPLE_JPEG = EVENTS / "images" / "blobs.jpg"
+SAMPLE_PNG = EVENTS / "images" / "blobs.png"
+# The events' bucket: template.yaml's name for stack "unet-segmentation" in account 123456789012, us-east-1.
+BUCKET = "unet-segmentation-123456789012-us-east-1"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **params: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def noise(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Random RGB pixels: every channel value occurs, so a wrong colour table shows."""
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def rgb_of(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def expected_overlay(pixels: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """docs/api.md's formula: foreground ``floor((1 - alpha) * pixel + alpha * colour + 0.5)``; background as is."""
+    table = np.array([[math.floor((1.0 - alpha) * v + alpha * c + 0.5) for c in color] for v in range(256)])
+    tinted = np.stack([table[pixels[..., channel], channel] for channel in range(3)], axis=-1).astype(np.uint8)
+    return np.where(mask[..., None], tinted, pixels)

@@ -1,0 +1,447 @@
+"""app.core.imaging: limits before decoding, the format allow-list, EXIF orientation, colour modes, errors."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from app.core.imaging import (
+    ALLOWED_FORMATS,
+    CorruptImage,
+    DecodeLimits,
+    ImageRejected,
+    ImageTooLarge,
+    UnsupportedFormat,
+    decode_image,
+    sniff_format,
+)
+
+ROOMY = DecodeLimits(max_bytes=50_000_000, max_pixels=50_000_000)
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def pixels(image: Image.Image) -> list[tuple[int, int, int]]:
+    return [tuple(int(v) for v in p) for p in np.asarray(image).reshape(-1, 3)]
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A ~60-byte PNG whose header claims width x height pixels (8-bit RGB)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small JPEG whose SOF0 marker is patched to claim width x height pixels."""
+    data = bytearray(encode(Image.new("RGB", (16, 16), (9, 9, 9)), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+# --- 1. byte size, first ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "limit", "expected"),
+    [
+        (1001, 1000, ImageTooLarge),  # one byte over: refused before anything looks at it
+        (10**6, 1000, ImageTooLarge),
+        (0, 1000, CorruptImage),  # empty
+    ],
+)
+def test_byte_limit_is_checked_first(size: int, limit: int, expected: type[ImageRejected]) -> None:
+    # GIVEN bytes that are not even an image WHEN the byte count is over the limit THEN 413, not 400
+    with pytest.raises(expected) as raised:
+        decode_image(b"\x00" * size, DecodeLimits(max_bytes=limit, max_pixels=10**9))
+    assert raised.value.status_code == {ImageTooLarge: 413, CorruptImage: 400}[expected]
+
+
+def test_file_of_exactly_the_byte_limit_is_decoded() -> None:
+    data = encode(Image.new("RGB", (8, 8), (1, 2, 3)), "PNG")
+    image = decode_image(data, DecodeLimits(max_bytes=len(data), max_pixels=64))
+    assert image.size == (8, 8)
+
+
+# --- 2. pixel count, from the header, before decoding -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [png_declaring(100_000, 100_000), jpeg_declaring(65_000, 65_000), png_declaring(50_001, 1_000)],
+    ids=["png-10-gigapixels", "jpeg-4-gigapixels", "png-just-over"],
+)
+def test_declared_pixels_over_the_limit_are_refused_without_decoding(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a tiny file that declares a huge image, and a load() that must never run
+    def load_forbidden(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("decoded pixels despite the limit")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load_forbidden)
+    started = time.perf_counter()
+    # WHEN decoded with a 50 MP limit THEN 413, quickly
+    with pytest.raises(ImageTooLarge) as raised:
+        decode_image(data, DecodeLimits(max_bytes=10**6, max_pixels=50_000_000))
+    assert raised.value.status_code == 413
+    assert "pixel limit" in raised.value.detail
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(("max_pixels", "accepted"), [(12 * 10, True), (12 * 10 - 1, False)])
+def test_pixel_limit_boundary(max_pixels: int, accepted: bool) -> None:
+    data = encode(Image.new("RGB", (12, 10)), "PNG")
+    limits = DecodeLimits(max_bytes=10**6, max_pixels=max_pixels)
+    if accepted:
+        assert decode_image(data, limits).size == (12, 10)
+    else:
+        with pytest.raises(ImageTooLarge):
+            decode_image(data, limits)
+
+
+# --- 3. the format allow-list ----------------------------------------------------------------
+
+
+def psd() -> bytes:  # Adobe Photoshop: "8BPS", version 1, 6 reserved, 3 channels, 8x8, depth 8, RGB
+    return b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, 8, 8, 8, 3) + b"\x00" * 64
+
+
+def fli(magic: int) -> bytes:  # Autodesk FLI/FLC: size, magic 0xAF11/0xAF12 at offset 4, frames, 8x8
+    return struct.pack("<IHHHHHH", 128, magic, 1, 8, 8, 8, 0) + b"\x00" * 114
+
+
+def heic() -> bytes:  # ISO BMFF: box size, "ftyp", brand
+    return struct.pack(">I", 24) + b"ftypheic" + b"\x00" * 4 + b"mif1heic" + b"\x00" * 32
+
+
+def svg() -> bytes:
+    return b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"></svg>'
+
+
+def pillow_written(fmt: str, mode: str = "RGB") -> Callable[[], bytes]:
+    return lambda: encode(Image.new(mode, (8, 8), 0), fmt)
+
+
+DISALLOWED = {
+    "PSD": psd,
+    "FLI": lambda: fli(0xAF11),
+    "FLC": lambda: fli(0xAF12),
+    "DDS": pillow_written("DDS"),
+    "EPS": pillow_written("EPS"),
+    "SVG/XML": svg,
+    "PDF": pillow_written("PDF"),
+    "ICO": pillow_written("ICO"),
+    "ICNS": pillow_written("ICNS"),
+    "JPEG 2000": pillow_written("JPEG2000"),
+    "HEIF/AVIF": heic,
+    "PNM": pillow_written("PPM"),
+    "PCX": pillow_written("PCX"),
+    "SGI": pillow_written("SGI"),
+    "TGA": pillow_written("TGA"),
+    "QOI": pillow_written("QOI"),
+    "XBM": pillow_written("XBM", "1"),
+    "IM": lambda: b"Image type: RGB image\r\nSize (x*y): 8*8\r\n\x1a" + b"\x00" * 192,  # Pillow deprecates writing IM
+    "MSP": pillow_written("MSP", "1"),
+}
+
+
+@pytest.mark.parametrize(("name", "make"), DISALLOWED.items(), ids=DISALLOWED.keys())
+def test_formats_outside_the_allow_list_get_415(name: str, make: Callable[[], bytes]) -> None:
+    with pytest.raises(UnsupportedFormat) as raised:
+        decode_image(make(), ROOMY)
+    assert raised.value.status_code == 415
+    assert raised.value.detail.startswith(f"{name} images are not accepted")
+
+
+def test_other_pillow_plugins_never_parse_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN every non-allowed plugin replaced by one that accepts anything and fails the test if opened
+    def tripwire(*args: object) -> None:
+        raise AssertionError("a plugin outside the allow-list parsed the upload")
+
+    Image.init()
+    for plugin in set(Image.OPEN) - set(ALLOWED_FORMATS):
+        monkeypatch.setitem(Image.OPEN, plugin, (tripwire, lambda prefix: True))
+    # WHEN disallowed and unknown files are decoded THEN they are refused without the tripwire firing
+    for make in (psd, pillow_written("PDF"), pillow_written("TGA")):
+        with pytest.raises(UnsupportedFormat):
+            decode_image(make(), ROOMY)
+    with pytest.raises(CorruptImage):
+        decode_image(b"hello, world" * 10, ROOMY)
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("P", (6, 4), colour) for colour in (1, 2)]
+    for frame, rgb in zip(frames, ((200, 10, 10), (10, 200, 10)), strict=True):
+        frame.putpalette([0, 0, 0, *rgb, *rgb] + [0] * 759)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+def multipage_tiff() -> bytes:
+    buffer = io.BytesIO()
+    first, second = Image.new("RGB", (6, 4), (1, 2, 3)), Image.new("RGB", (6, 4), (9, 9, 9))
+    first.save(buffer, "TIFF", save_all=True, append_images=[second])
+    return buffer.getvalue()
+
+
+ALLOWED_SAMPLES = {
+    "JPEG": (lambda: encode(Image.new("RGB", (6, 4), (0, 0, 0)), "JPEG"), BLACK),
+    "PNG": (lambda: encode(Image.new("RGB", (6, 4), (1, 2, 3)), "PNG"), (1, 2, 3)),
+    "WEBP-lossless": (lambda: encode(Image.new("RGB", (6, 4), (1, 2, 3)), "WEBP", lossless=True), (1, 2, 3)),
+    "GIF-first-frame": (animated_gif, (200, 10, 10)),
+    "BMP": (lambda: encode(Image.new("RGB", (6, 4), (1, 2, 3)), "BMP"), (1, 2, 3)),
+    "TIFF-first-page": (multipage_tiff, (1, 2, 3)),
+}
+
+
+@pytest.mark.parametrize(("make", "colour"), ALLOWED_SAMPLES.values(), ids=ALLOWED_SAMPLES.keys())
+def test_allowed_formats_decode_to_rgb(make: Callable[[], bytes], colour: tuple[int, int, int]) -> None:
+    image = decode_image(make(), ROOMY)
+    assert (image.mode, image.size) == ("RGB", (6, 4))
+    assert set(pixels(image)) == {colour}
+
+
+# --- 4. corrupt input -------------------------------------------------------------------------
+
+
+def truncated(fmt: str) -> bytes:
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(noise), fmt)
+    return data[: len(data) // 2]
+
+
+def bad_ihdr_crc() -> bytes:
+    data = bytearray(encode(Image.new("RGB", (8, 8)), "PNG"))
+    data[29] ^= 0xFF  # the IHDR's CRC
+    return bytes(data)
+
+
+CORRUPT = {
+    "truncated-png": (lambda: truncated("PNG"), "could not be decoded"),
+    "truncated-jpeg": (lambda: truncated("JPEG"), "could not be decoded"),
+    "truncated-webp": (lambda: truncated("WEBP"), ""),
+    "png-bad-header-crc": (bad_ihdr_crc, "looks like PNG but its header is corrupt"),
+    "png-signature-only": (lambda: b"\x89PNG\r\n\x1a\n", "looks like PNG"),
+    "jpeg-soi-only": (lambda: b"\xff\xd8\xff\xe0", "JPEG"),
+    "text": (lambda: b"this is not an image\n" * 5, "not a recognised image"),
+    "html": (lambda: b"<!doctype html><html><body>hi</body></html>", "not a recognised image"),
+    "random": (lambda: np.random.default_rng(1).bytes(4096), "not a recognised image"),
+}
+
+
+@pytest.mark.parametrize(("make", "phrase"), CORRUPT.values(), ids=CORRUPT.keys())
+def test_corrupt_or_non_images_get_400(make: Callable[[], bytes], phrase: str) -> None:
+    with pytest.raises(CorruptImage) as raised:
+        decode_image(make(), ROOMY)
+    assert raised.value.status_code == 400
+    assert phrase in raised.value.detail
+
+
+@pytest.mark.parametrize(
+    ("raised_by_pillow", "expected"),
+    [
+        (OSError("broken data stream"), CorruptImage),
+        (SyntaxError("broken PNG file"), CorruptImage),
+        (struct.error("unpack requires a buffer of 4 bytes"), CorruptImage),
+        (IndexError("index out of range"), CorruptImage),
+        (KeyError("bad tag"), CorruptImage),
+        (TypeError("bad operand"), CorruptImage),
+        (ValueError("bad value"), CorruptImage),
+        (EOFError(), CorruptImage),
+        (ZeroDivisionError(), CorruptImage),
+        (RecursionError(), CorruptImage),
+        (MemoryError(), ImageTooLarge),
+        (Image.DecompressionBombError("too big"), ImageTooLarge),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else value.__name__,
+)
+def test_every_pillow_decode_error_becomes_a_rejection(
+    raised_by_pillow: BaseException, expected: type[ImageRejected], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_load(self: ImageFile.ImageFile) -> None:
+        raise raised_by_pillow
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", failing_load)
+    with pytest.raises(expected):
+        decode_image(encode(Image.new("RGB", (4, 4)), "PNG"), ROOMY)
+
+
+# --- 5. EXIF orientation ----------------------------------------------------------------------
+
+# Upright, 3 wide and 2 tall, every pixel a different colour: any flip or turn shows.
+UPRIGHT = [[(255, 0, 0), (0, 255, 0), (0, 0, 255)], [(255, 255, 0), (0, 255, 255), (255, 0, 255)]]
+
+# How a camera stores an upright scene for each EXIF orientation (EXIF 2.32, tag 0x0112):
+# the decoder must undo exactly this. 6 = "row 0 is the visual right side": stored turned
+# 90 degrees counter-clockwise, displayed by turning it clockwise.
+STORED_AS = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def stored(orientation: int) -> Image.Image:
+    upright = Image.fromarray(np.array(UPRIGHT, dtype=np.uint8))
+    method = STORED_AS[orientation]
+    return upright if method is None else upright.transpose(method)
+
+
+def with_orientation(image: Image.Image, orientation: int, fmt: str, **params: object) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(image, fmt, exif=exif.tobytes(), **params)
+
+
+LOSSLESS = {"PNG": {}, "WEBP": {"lossless": True}, "TIFF": {}}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", LOSSLESS)
+def test_exif_orientation_is_applied(orientation: int, fmt: str) -> None:
+    # GIVEN the upright pattern stored as a camera stores it for this orientation, tag set
+    data = with_orientation(stored(orientation), orientation, fmt, **LOSSLESS[fmt])
+    # WHEN decoded THEN it is upright again, pixel for pixel
+    image = decode_image(data, ROOMY)
+    assert image.size == (3, 2)
+    assert np.asarray(image).tolist() == [[list(p) for p in row] for row in UPRIGHT]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_of_a_jpeg(orientation: int) -> None:
+    # JPEG is lossy: 16-pixel blocks of the pattern, compared by their centres.
+    small = stored(orientation)
+    big = small.resize((small.width * 16, small.height * 16), Image.Resampling.NEAREST)
+    image = decode_image(with_orientation(big, orientation, "JPEG"), ROOMY)
+    assert image.size == (48, 32)
+    centres = np.asarray(image)[8::16, 8::16].astype(int)
+    assert np.abs(centres - np.array(UPRIGHT)).max() <= 12
+
+
+@pytest.mark.parametrize("orientation", [0, 9, 65535])
+def test_invalid_orientation_values_are_ignored(orientation: int) -> None:
+    image = decode_image(with_orientation(stored(1), orientation, "PNG"), ROOMY)
+    assert np.asarray(image).tolist() == [[list(p) for p in row] for row in UPRIGHT]
+
+
+# --- 6. colour modes -> RGB -----------------------------------------------------------------
+
+
+def grid(mode: str, values: list, fmt: str, **params: object) -> bytes:
+    """A 1-row image of ``values`` (lists for multi-band modes) in ``mode``, encoded losslessly as ``fmt``."""
+    image = Image.new(mode, (len(values), 1))
+    image.putdata([tuple(value) if isinstance(value, list) else value for value in values])
+    return encode(image, fmt, **params)
+
+
+def palette_with_transparency() -> bytes:
+    image = Image.new("P", (3, 1))
+    image.putpalette([10, 20, 30, 200, 0, 0, 0, 0, 250] + [0] * 759)
+    image.putdata([0, 1, 2])
+    return encode(image, "PNG", transparency=0)
+
+
+def with_transparent_level(mode: str, values: list, transparent: object) -> bytes:
+    image = Image.new(mode, (len(values), 1))
+    image.putdata(values)
+    return encode(image, "PNG", transparency=transparent)
+
+
+def half_over_white(value: int, alpha: int) -> int:
+    return round((value * alpha + 255 * (255 - alpha)) / 255)
+
+
+COLOUR_MODES = {
+    "1": (lambda: grid("1", [0, 1], "PNG"), [BLACK, WHITE]),
+    "L": (lambda: grid("L", [0, 100, 255], "PNG"), [BLACK, (100, 100, 100), WHITE]),
+    "L+tRNS": (lambda: with_transparent_level("L", [0, 100, 7], 7), [BLACK, (100, 100, 100), WHITE]),
+    "P": (lambda: grid("P", [0, 1], "GIF"), None),  # checked below: the palette's colours
+    "P+transparency": (palette_with_transparency, [WHITE, (200, 0, 0), (0, 0, 250)]),
+    "RGB+tRNS": (lambda: with_transparent_level("RGB", [(1, 2, 3), (9, 9, 9)], (9, 9, 9)), [(1, 2, 3), WHITE]),
+    "LA": (lambda: grid("LA", [[100, 0], [100, 255]], "PNG"), [WHITE, (100, 100, 100)]),
+    "RGBA": (lambda: grid("RGBA", [[1, 2, 3, 0], [1, 2, 3, 255], [0, 0, 0, 128]], "PNG"),
+             [WHITE, (1, 2, 3), (half_over_white(0, 128),) * 3]),
+    "RGBA-WebP": (lambda: grid("RGBA", [[1, 2, 3, 0], [1, 2, 3, 255]], "WEBP", lossless=True, exact=True),
+                  [WHITE, (1, 2, 3)]),
+    "CMYK": (lambda: grid("CMYK", [[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 255]], "TIFF"),
+             [WHITE, (0, 255, 255), BLACK]),
+    "I;16": (lambda: grid("I;16", [0, 25700, 65535], "PNG"), [BLACK, (100, 100, 100), WHITE]),
+    "I;16+tRNS": (lambda: with_transparent_level("I;16", [0, 65535, 25700], 25700), [BLACK, WHITE, WHITE]),
+    "I;16B": (lambda: grid("I;16B", [0, 25700, 65535], "TIFF"), [BLACK, (100, 100, 100), WHITE]),
+    "I-8bit-range": (lambda: grid("I", [0, 100, 255], "TIFF"), [BLACK, (100, 100, 100), WHITE]),
+    "I-16bit-range": (lambda: grid("I", [0, 25700, 65535], "TIFF"), [BLACK, (100, 100, 100), WHITE]),
+    "I-wide-range": (lambda: grid("I", [-1000, 0, 1000], "TIFF"), [BLACK, (128, 128, 128), WHITE]),
+    "F-unit-range": (lambda: grid("F", [0.0, 0.5, 1.0], "TIFF"), [BLACK, (128, 128, 128), WHITE]),
+    "F-8bit-range": (lambda: grid("F", [0.0, 100.0, 255.0], "TIFF"), [BLACK, (100, 100, 100), WHITE]),
+    "F-wide-range": (lambda: grid("F", [-2.0, 0.0, 2.0, float("nan")], "TIFF"),
+                     [BLACK, (128, 128, 128), WHITE, BLACK]),
+}
+
+
+@pytest.mark.parametrize(("make", "expected"), COLOUR_MODES.values(), ids=COLOUR_MODES.keys())
+def test_every_colour_mode_becomes_sensible_rgb(make: Callable[[], bytes], expected: list | None) -> None:
+    image = decode_image(make(), ROOMY)
+    assert image.mode == "RGB"
+    if expected is not None:
+        assert pixels(image) == expected
+
+
+def test_palette_image_takes_its_palette_colours() -> None:
+    image = Image.new("P", (2, 1))
+    image.putpalette([12, 34, 56, 200, 100, 0] + [0] * 762)
+    image.putdata([0, 1])
+    assert pixels(decode_image(encode(image, "PNG"), ROOMY)) == [(12, 34, 56), (200, 100, 0)]
+
+
+def test_unsupported_colour_mode_gets_415() -> None:
+    with pytest.raises(UnsupportedFormat, match="colour mode LAB"):
+        decode_image(encode(Image.new("LAB", (4, 4)), "TIFF"), ROOMY)
+
+
+# --- 7. sniffing (only words the rejection) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\xff\xd8\xff\xe0", "JPEG"),
+        (b"\x89PNG\r\n\x1a\n", "PNG"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "WEBP"),
+        (b"GIF89a", "GIF"),
+        (b"BM", "BMP"),
+        (b"II*\x00", "TIFF"),
+        (b"MM\x00*", "TIFF"),
+        (b"8BPS", "PSD"),
+        (b"%PDF-1.7", "PDF"),
+        (b"   \n<svg xmlns=", "SVG/XML"),
+        (b"\xef\xbb\xbf<?xml", "SVG/XML"),
+        (b"P6\n8 8\n255\n", "PNM"),
+        (b"PK\x03\x04", None),
+        (b"", None),
+    ],
+)
+def test_sniff_format(head: bytes, expected: str | None) -> None:
+    assert sniff_format(head) == expected

@@ -1,0 +1,89 @@
+"""app.core.options: colours parsed once, ranges defined once, request options over the server's defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.options import DEFAULT_COLOR, RenderOptions, format_color, parse_color
+from app.core.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#ff3b30", (255, 59, 48)),
+        ("ff3b30", (255, 59, 48)),
+        ("#FF3B30", (255, 59, 48)),
+        ("  #000000 ", (0, 0, 0)),
+        ("255,59,48", (255, 59, 48)),
+        ("0, 0, 255", (0, 0, 255)),
+        ("255,255,255", (255, 255, 255)),
+    ],
+)
+def test_parse_color_accepts(text: str, expected: tuple[int, int, int]) -> None:
+    assert parse_color(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "red", "#fff", "#ff3b3", "#ff3b300", "#gg0000", "256,0,0", "1,2", "1,2,3,4", "-1,0,0", "1.5,2,3", "#ff 3b30"],
+)
+def test_parse_color_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="is not '#rrggbb', 'rrggbb' or 'r,g,b'"):
+        parse_color(text)
+
+
+@pytest.mark.parametrize("color", [(0, 0, 0), (255, 59, 48), (1, 2, 255)])
+def test_format_color_round_trips(color: tuple[int, int, int]) -> None:
+    assert parse_color(format_color(color)) == color
+
+
+def test_defaults() -> None:
+    assert RenderOptions() == RenderOptions(output="overlay", color=DEFAULT_COLOR, alpha=0.5, threshold=None)
+
+
+def test_from_settings_takes_the_overlay_settings_parsed_once() -> None:
+    options = RenderOptions.from_settings(Settings(OVERLAY_COLOR="0,200,255", OVERLAY_ALPHA=0.3))
+    assert (options.color, options.alpha, options.threshold, options.output) == ((0, 200, 255), 0.3, None, "overlay")
+
+
+# id: (overrides, the fields they change)
+OVERRIDES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "none-given": ({"alpha": None, "color": None, "threshold": None}, {}),
+    "hex-colour": ({"color": "00ff00"}, {"color": (0, 255, 0)}),
+    "hash-colour": ({"color": "#0000ff"}, {"color": (0, 0, 255)}),
+    "triple-colour": ({"color": "1,2,3"}, {"color": (1, 2, 3)}),
+    "alpha-bounds": ({"alpha": 0.0}, {"alpha": 0.0}),
+    "alpha-one": ({"alpha": 1}, {"alpha": 1.0}),
+    "threshold": ({"threshold": 0.25}, {"threshold": 0.25}),
+    "mask": ({"output": "mask"}, {"output": "mask"}),
+}
+
+
+@pytest.mark.parametrize(("overrides", "changed"), OVERRIDES.values(), ids=OVERRIDES.keys())
+def test_with_overrides_replaces_only_what_is_given(overrides: dict[str, Any], changed: dict[str, Any]) -> None:
+    base = RenderOptions(color=(9, 9, 9), alpha=0.4, threshold=0.6)
+    assert base.with_overrides(overrides) == RenderOptions(**{**dict(base), **changed})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"threshold": 0.0}, "threshold"), ({"threshold": 1.0}, "threshold"), ({"threshold": -0.5}, "threshold"),
+        ({"alpha": -0.01}, "alpha"), ({"alpha": 1.01}, "alpha"), ({"color": "red"}, "color"),
+        ({"color": "256,0,0"}, "color"), ({"color": [1, 2]}, "color"), ({"output": "cutout-ish"}, "output"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_invalid_options_name_the_field(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        RenderOptions().with_overrides(overrides)
+    assert [error["loc"][0] for error in raised.value.errors()] == [field]
+
+
+def test_options_are_immutable() -> None:
+    with pytest.raises(ValidationError):
+        RenderOptions().alpha = 0.9  # type: ignore[misc]

@@ -1,0 +1,101 @@
+"""app.core.pipeline: the one pipeline, bytes or an image in, encoded outputs and their summary out."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.core import pipeline
+from app.core.imaging import CorruptImage, DecodeLimits, ImageTooLarge
+from app.core.options import RenderOptions
+from app.core.pipeline import BoundingBox, Summary, render
+from app.core.segmenter import Segmenter
+from tests.support import PNG_SIGNATURE, encode, expected_overlay, noise
+
+LIMITS = DecodeLimits(max_bytes=10_000_000, max_pixels=10_000_000)
+OPTIONS = RenderOptions(color=(0, 200, 255), alpha=0.4, threshold=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path: Path) -> Segmenter:
+    return Segmenter(tiny_model_path, "0" * 64, threads=1)
+
+
+def decoded(body: bytes) -> np.ndarray:
+    assert body.startswith(PNG_SIGNATURE)
+    return np.asarray(Image.open(io.BytesIO(body)))
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([], Summary(5, 4, 0.0, None)),
+        ([(1, 2)], Summary(5, 4, 1 / 20, BoundingBox(2, 1, 3, 2))),
+        ([(0, 0), (3, 4)], Summary(5, 4, 2 / 20, BoundingBox(0, 0, 5, 4))),
+    ],
+)
+def test_summary_of_a_mask(rows: list[tuple[int, int]], expected: Summary) -> None:
+    mask = np.zeros((4, 5), dtype=bool)
+    for y, x in rows:
+        mask[y, x] = True
+    assert Summary.of(mask) == expected
+
+
+def test_bytes_in_overlay_and_mask_out_from_one_segmentation(tiny: Segmenter) -> None:
+    # GIVEN an odd-sized image; WHEN rendered with the mask as a further output
+    image = noise(67, 41, seed=5)
+    rendered = render(tiny, encode(image), LIMITS, OPTIONS, also=("mask",))
+    overlay, mask_png = rendered.outputs
+    # THEN both are PNGs at the image's size, the overlay tints exactly the mask, and the summary describes it
+    mask = decoded(mask_png.body) == 255
+    assert mask.shape == (41, 67) and (overlay.media_type, mask_png.media_type) == ("image/png", "image/png")
+    assert np.array_equal(decoded(overlay.body), expected_overlay(np.asarray(image), mask, (0, 200, 255), 0.4))
+    assert rendered.summary == Summary.of(mask) and rendered.result is overlay
+    assert rendered.model is tiny.info
+    assert list(rendered.timings_ms) == ["decode", "resize", "infer", "upsample", "mask", "encode", "blend"]
+
+
+def test_the_mask_is_the_segmenters_at_the_options_threshold(tiny: Segmenter) -> None:
+    image = noise(50, 30, seed=2)
+    for threshold in (0.2, 0.5, 0.8):
+        options = OPTIONS.with_overrides({"threshold": threshold, "output": "mask"})
+        rendered = render(tiny, encode(image), LIMITS, options)
+        assert np.array_equal(decoded(rendered.result.body) == 255, tiny.segment(image, threshold).mask)
+
+
+def test_a_decoded_image_skips_decoding_and_is_drawn_into(tiny: Segmenter) -> None:
+    image = noise(20, 10, seed=1)
+    from_bytes = render(tiny, encode(image), LIMITS, OPTIONS)
+    from_image = render(tiny, image.copy(), LIMITS, OPTIONS)
+    assert from_image.result == from_bytes.result
+
+
+def test_at_most_one_output_draws_into_the_image(tiny: Segmenter) -> None:
+    with pytest.raises(ValueError, match="at most one may draw into the image"):
+        render(tiny, noise(8, 8), LIMITS, OPTIONS, also=("overlay",))
+
+
+@pytest.mark.parametrize(
+    ("data", "limits", "rejection"),
+    [
+        (b"not an image", LIMITS, CorruptImage),
+        (encode(noise(40, 30)), DecodeLimits(max_bytes=10_000_000, max_pixels=1_000), ImageTooLarge),
+    ],
+)
+def test_rejections_propagate_before_any_inference(
+    tiny: Segmenter, data: bytes, limits: DecodeLimits, rejection: type[Exception], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tiny, "segment", lambda *_: pytest.fail("segmented a rejected image"))
+    with pytest.raises(rejection):
+        render(tiny, data, limits, OPTIONS)
+
+
+def test_each_render_gives_its_freed_memory_back(tiny: Segmenter, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[None] = []
+    monkeypatch.setattr(pipeline, "trim_heap", lambda: calls.append(None))
+    render(tiny, encode(noise(8, 8)), LIMITS, OPTIONS, also=("mask",))
+    assert len(calls) == 1

@@ -1,0 +1,98 @@
+"""app.core.png.encode_png: valid PNG files that decode pixel-exact, for every mode and awkward size."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.core.png import PNG_SIGNATURE, STRIPE_ROWS, encode_png
+
+CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
+
+
+def _random_image(mode: str, width: int, height: int, seed: int = 0) -> Image.Image:
+    """Noise: the worst case for the filter arithmetic (every byte differs from its neighbours)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, CHANNELS[mode]), dtype=np.uint8)
+    return Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes, int]]:
+    """(type, data, stored CRC) for every chunk after the signature."""
+    chunks, offset = [], len(PNG_SIGNATURE)
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        tag, body = data[offset + 4 : offset + 8], data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
+        chunks.append((tag, body, crc))
+        offset += 12 + length
+    return chunks
+
+
+SIZES = [
+    (1, 1),
+    (1, 37),  # one column
+    (37, 1),  # one row
+    (4097, 3),  # wider than any 4096-byte buffer
+    (33, STRIPE_ROWS + 1),  # one row past a stripe: the Up filter crosses the stripe boundary
+    (7, 2 * STRIPE_ROWS),  # exactly two stripes
+]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_round_trip_is_pixel_exact(mode: str, width: int, height: int) -> None:
+    image = _random_image(mode, width, height)
+
+    decoded = Image.open(io.BytesIO(encode_png(image)))
+    decoded.load()
+
+    assert (decoded.format, decoded.mode, decoded.size) == ("PNG", mode, (width, height))
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_structure_signature_chunk_order_and_crcs(mode: str) -> None:
+    data = encode_png(_random_image(mode, 19, 5))
+
+    chunks = _chunks(data)
+
+    assert data.startswith(PNG_SIGNATURE)
+    assert [tag for tag, _, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    assert all(zlib.crc32(tag + body) == crc for tag, body, crc in chunks)
+    width, height, depth, color_type, *_ = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (width, height, depth, color_type) == (19, 5, 8, {"L": 0, "RGB": 2, "RGBA": 6}[mode])
+
+
+def test_every_row_uses_the_up_filter() -> None:
+    data = encode_png(_random_image("RGB", 4, 3))
+
+    raw = zlib.decompress(_chunks(data)[1][1])
+
+    assert [raw[row * (4 * 3 + 1)] for row in range(3)] == [2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("image", "compare_as"),
+    [
+        (Image.new("P", (9, 4), 3), "RGBA"),  # Pillow drops unused palette entries, so compare colours
+        (Image.new("LA", (9, 4), (10, 200)), "LA"),
+        (Image.new("1", (9, 4), 1), "1"),
+        (Image.new("I;16", (9, 4), 40000), "I;16"),
+    ],
+    ids=["P", "LA", "1", "I;16"],
+)
+def test_other_modes_fall_back_to_pillow_losslessly(image: Image.Image, compare_as: str) -> None:
+    decoded = Image.open(io.BytesIO(encode_png(image)))
+
+    assert decoded.mode == image.mode
+    np.testing.assert_array_equal(np.asarray(decoded.convert(compare_as)), np.asarray(image.convert(compare_as)))
+
+
+def test_empty_image_is_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="at least 1x1"):
+        encode_png(Image.new("RGB", (0, 0)))

@@ -1,0 +1,137 @@
+"""app.core.segmenter: preprocessing identical to training, mask geometry, thresholds, metadata, threads."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from app.core.cpus import usable_cpus
+from app.core.model_contract import InvalidModel
+from app.core.segmenter import Segmenter, sigmoid, upsample_mask
+from tests.support import noise
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path: Path) -> Segmenter:
+    return Segmenter(tiny_model_path, "0" * 64)
+
+
+def test_preprocessing_is_bit_identical_to_training(tiny: Segmenter) -> None:
+    # GIVEN the training side's own preprocessing (torch is a test dependency, never a runtime one)
+    from model.preprocessing import Preprocessing
+
+    prep = Preprocessing(height=64, width=64)
+    for image in (noise(300, 200), noise(17, 513, seed=1), Image.new("L", (40, 40), 90)):
+        # WHEN both sides prepare the same image THEN the model sees the same numbers
+        assert np.array_equal(tiny.preprocess(image), prep.image_to_input(image))
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (64, 64), (3, 517), (517, 3), (1001, 999), (63, 65)])
+def test_mask_has_the_image_size(tiny: Segmenter, width: int, height: int) -> None:
+    mask = tiny.segment(noise(width, height)).mask
+    assert (mask.shape, mask.dtype) == ((height, width), np.dtype(bool))
+
+
+def test_segment_reports_each_stage(tiny: Segmenter) -> None:
+    prediction = tiny.segment(noise(80, 60))
+    assert list(prediction.timings_ms) == ["resize", "infer", "upsample"]
+    assert all(ms >= 0 for ms in prediction.timings_ms.values())
+    assert np.array_equal(prediction.mask, tiny.segment(noise(80, 60)).mask)  # deterministic
+
+
+def test_lower_threshold_never_removes_foreground(tiny: Segmenter) -> None:
+    image = noise(120, 90, seed=3)
+    masks = [tiny.segment(image, threshold).mask for threshold in (0.05, 0.3, 0.5, 0.7, 0.95)]
+    for looser, stricter in zip(masks, masks[1:], strict=False):
+        assert np.all(looser | ~stricter)  # stricter implies looser
+    assert np.array_equal(tiny.segment(image).mask, tiny.segment(image, 0.5).mask)  # the metadata's threshold is 0.5
+
+
+def test_model_info_comes_from_the_metadata(tiny: Segmenter) -> None:
+    info = tiny.info
+    assert (info.name, info.version, info.sha256) == ("tiny-test-unet", "0.0.1", "0" * 64)
+    assert (info.input_height, info.input_width, info.threshold, info.metrics) == (64, 64, 0.5, {})
+
+
+def test_threads_default_to_the_usable_cpus(tiny_model_path: Path) -> None:
+    assert Segmenter(tiny_model_path, "x").threads == usable_cpus()
+    assert Segmenter(tiny_model_path, "x", threads=1).threads == 1
+
+
+# --- upsampling and the sigmoid, on logits we choose ------------------------------------------
+
+
+def test_upsampled_mask_edge_lands_in_the_middle() -> None:
+    # GIVEN a model-size logit map whose right half is foreground
+    logits = np.full((4, 4), -6.0, dtype=np.float32)
+    logits[:, 2:] = 6.0
+    # WHEN upsampled to 100 x 10
+    mask = upsample_mask(logits, (100, 10), 0.5)
+    # THEN the left half is background and the right half foreground, on every row
+    assert mask.shape == (10, 100)
+    assert not mask[:, :50].any() and mask[:, 50:].all()
+
+
+@pytest.mark.parametrize(("value", "expected"), [(8.0, True), (-8.0, False)])
+def test_uniform_logits_give_uniform_masks(value: float, expected: bool) -> None:
+    mask = upsample_mask(np.full((4, 4), value, dtype=np.float32), (7, 5), 0.5)
+    assert mask.shape == (5, 7) and np.all(mask == expected)
+
+
+def test_sigmoid_is_stable_for_extreme_logits() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in exp would raise here
+        values = sigmoid(np.array([-1000.0, -200.0, 0.0, 200.0, 1000.0], dtype=np.float32))
+    assert values.dtype == np.float32
+    assert values.tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+
+
+# --- models this server must refuse ------------------------------------------------------------
+
+
+def with_metadata(source: Path, target: Path, changes: dict[str, str | None]) -> Path:
+    model = onnx.load(str(source))
+    props = {p.key: p.value for p in model.metadata_props}
+    for key, value in changes.items():
+        props.pop(key) if value is None else props.__setitem__(key, value)
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(target))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"input_height": None}, "no 'input_height' key"),
+        ({"mean": "[0.5, 0.5]"}, "malformed"),
+        ({"resize": "nearest"}, "resize is 'nearest'"),
+        ({"layout": "NHWC"}, "layout is 'NHWC'"),
+        ({"threshold": "1.5"}, "threshold 1.5 is outside"),
+        ({"std": json.dumps([0.2, 0.0, 0.2])}, "non-positive"),
+        ({"input_height": "128"}, "does not match its metadata"),  # the graph says 64
+    ],
+)
+def test_models_with_unusable_metadata_are_refused(
+    tiny_model_path: Path, tmp_path: Path, changes: dict[str, str | None], message: str
+) -> None:
+    path = with_metadata(tiny_model_path, tmp_path / "changed.onnx", changes)
+    with pytest.raises(InvalidModel, match=message):
+        Segmenter(path, "x")
+
+
+def test_bgr_models_see_the_channels_reversed(tiny_model_path: Path, tmp_path: Path) -> None:
+    # GIVEN the same model declared BGR, and an image with its channels swapped
+    bgr = Segmenter(with_metadata(tiny_model_path, tmp_path / "bgr.onnx", {"channel_order": "BGR"}), "x")
+    rgb = Segmenter(tiny_model_path, "x")
+    image = noise(20, 20)
+    swapped = Image.fromarray(np.ascontiguousarray(np.asarray(image)[..., ::-1]))
+    # THEN the BGR model's input for the image is the RGB model's input for the swapped image
+    assert np.array_equal(bgr.preprocess(image), rgb.preprocess(swapped))

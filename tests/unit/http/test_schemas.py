@@ -1,0 +1,39 @@
+"""app.http.schemas: the query options use the core's ranges; /health serialises the model's contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.model_contract import ModelInfo
+from app.http.schemas import Health, PredictOptions
+
+
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [({"threshold": 0}, "threshold"), ({"threshold": 1}, "threshold"), ({"alpha": 1.5}, "alpha"),
+     ({"alpha": -1}, "alpha"), ({"output": "gif"}, "output")],
+)
+def test_out_of_range_options_are_refused(given: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        PredictOptions(**given)
+    assert [error["loc"][0] for error in raised.value.errors()] == [field]
+
+
+def test_every_option_is_optional_and_the_colour_stays_text() -> None:
+    assert PredictOptions().model_dump() == {"threshold": None, "alpha": None, "color": None, "output": "overlay"}
+    assert PredictOptions(color="red").color == "red"  # parsed (and refused) where RenderOptions is built
+
+
+def test_health_serialises_the_contract_and_its_sha256() -> None:
+    info = ModelInfo(input_height=8, input_width=16, channel_order="RGB", scale=0.5, mean=(0.1, 0.2, 0.3),
+                     std=(1.0, 1.0, 1.0), threshold=0.4, name="n", version="v",
+                     metrics={"held_out": {"iou": 0.9}}, sha256="c" * 64)
+    assert Health(status="ready", model=info).model_dump(mode="json") == {
+        "status": "ready", "detail": None,
+        "model": {"input_height": 8, "input_width": 16, "channel_order": "RGB", "scale": 0.5,
+                  "mean": [0.1, 0.2, 0.3], "std": [1.0, 1.0, 1.0], "threshold": 0.4, "name": "n", "version": "v",
+                  "metrics": {"held_out": {"iou": 0.9}}, "sha256": "c" * 64},
+    }
