@@ -25,14 +25,14 @@ def _smooth_field(rng: np.random.Generator, size: tuple[int, int], cells: int) -
     return np.asarray(Image.fromarray(grid).resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
 
 
-def photo_jpeg(width: int, height: int, seed: int = 0) -> bytes:
+def photo_jpeg(width: int, height: int, seed: int = 0, quality: int = JPEG_QUALITY) -> bytes:
     """A deterministic photo-like JPEG: smooth shapes + texture + sensor noise, camera-compressed."""
     rng = np.random.default_rng(seed)
     pixels = 0.6 * _smooth_field(rng, (width, height), 6) + 0.4 * _smooth_field(rng, (width, height), 96)
     pixels += rng.normal(0.0, NOISE_SIGMA, pixels.shape).astype(np.float32)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 

@@ -111,13 +111,18 @@ def _process_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def update_docs(path: Path, section: str) -> None:
-    """Replaces the text between the markers (appends the section if the page has none)."""
+def update_docs(path: Path, section: str, name: str = "") -> None:
+    """Replaces the text between the markers of ``name`` (appends the section if the page has none).
+
+    ``name`` "" is ``make bench``'s own section; other benchmarks name theirs (``bench.formats``: "formats").
+    """
+    begin, end = (BEGIN, END) if not name else (f"<!-- bench:{name}:begin (written by `python -m bench.{name}`) -->",
+                                                f"<!-- bench:{name}:end -->")
     text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+    block = f"{begin}\n{section}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = f"{text.rstrip()}\n\n{block}\n" if text else f"# Benchmarks\n\n{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,14 +32,14 @@ def resource(template: dict[str, Any], name: str) -> dict[str, Any]:
     return template["Resources"][name]["Properties"]
 
 
-def statements(template: dict[str, Any], function: str) -> list[tuple[str, list[str]]]:
-    """(action, resources) of every statement of the function's inline policies."""
+def statements(template: dict[str, Any], function: str) -> list[tuple[str, list[str], dict[str, Any] | None]]:
+    """(action, resources, condition) of every statement of the function's inline policies."""
     found = []
     for policy in resource(template, function)["Policies"]:
         for statement in policy["Statement"]:
             assert statement["Effect"] == "Allow"
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-            found.append((statement["Action"], [r["Fn::Sub"] for r in resources]))
+            found.append((statement["Action"], [r["Fn::Sub"] for r in resources], statement.get("Condition")))
     return found
 
 
@@ -72,7 +72,8 @@ def test_cfn_lint_would_catch_a_broken_template() -> None:
 def test_http_api_routes_payload_v2_on_the_default_stage(template: dict[str, Any]) -> None:
     events = resource(template, "ApiFunction")["Events"]
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()}
-    assert routes == {("GET", "/"), ("POST", "/predict"), ("GET", "/{proxy+}")}
+    assert routes == {("GET", "/"), ("POST", "/predict"), ("POST", "/uploads"), ("GET", "/results/{id}"),
+                      ("GET", "/{proxy+}")}
     for event in events.values():
         assert event["Type"] == "HttpApi"
         assert event["Properties"]["ApiId"] == {"Ref": "Api"}
@@ -90,11 +91,39 @@ def test_s3_trigger_listens_under_uploads_only(template: dict[str, Any]) -> None
 
 
 def test_least_privilege(template: dict[str, Any]) -> None:
-    assert statements(template, "ApiFunction") == [("s3:GetObject", [f"{OBJECTS}/models/*"])]
-    assert statements(template, "UploadFunction") == [
-        ("s3:GetObject", [f"{OBJECTS}/uploads/*", f"{OBJECTS}/models/*"]),
-        ("s3:PutObject", [f"{OBJECTS}/overlays/*"]),
+    assert statements(template, "ApiFunction") == [
+        ("s3:GetObject", [f"{OBJECTS}/models/*"], None),
+        ("s3:PutObject", [f"{OBJECTS}/uploads/*"], None),  # what a presigned upload POST may do
+        ("s3:GetObject", [f"{OBJECTS}/overlays/*"], None),  # summaries and presigned result URLs
+        ("s3:ListBucket", [OBJECTS], {"StringLike": {"s3:prefix": "uploads/*"}}),  # does upload <id> exist
     ]
+    assert statements(template, "UploadFunction") == [
+        ("s3:GetObject", [f"{OBJECTS}/uploads/*", f"{OBJECTS}/models/*"], None),
+        ("s3:PutObject", [f"{OBJECTS}/overlays/*"], None),
+    ]
+
+
+def test_the_api_function_signs_uploads_into_the_stacks_bucket(template: dict[str, Any]) -> None:
+    variables = resource(template, "ApiFunction")["Environment"]["Variables"]
+    assert variables["UPLOAD_BUCKET"] == {"Fn::Sub": BUCKET_NAME}
+    assert 60 <= int(variables["UPLOAD_URL_TTL_S"]) <= 3600
+
+
+def test_browsers_may_post_uploads_and_read_results(template: dict[str, Any]) -> None:
+    """The bucket's CORS rules, as the page's upload flow needs them (origins: a parameter, default "*")."""
+    rules = {rule["Id"]: rule for rule in resource(template, "Bucket")["CorsConfiguration"]["CorsRules"]}
+    assert rules["BrowserUploads"]["AllowedMethods"] == ["POST"]
+    assert rules["BrowserResults"]["AllowedMethods"] == ["GET", "HEAD"]
+    assert all(rule["AllowedOrigins"] == {"Ref": "UploadCorsOrigins"} for rule in rules.values())
+    assert template["Parameters"]["UploadCorsOrigins"]["Default"] == "*"
+
+
+def test_uploads_and_results_expire(template: dict[str, Any]) -> None:
+    rules = {rule["Id"]: rule for rule in resource(template, "Bucket")["LifecycleConfiguration"]["Rules"]}
+    for rule, prefix in (("ExpireUploads", "uploads/"), ("ExpireResults", "overlays/")):
+        assert rules[rule]["Prefix"] == prefix and rules[rule]["Status"] == "Enabled"
+        assert rules[rule]["ExpirationInDays"] == {"Ref": "ResultRetentionDays"}
+    assert template["Parameters"]["ResultRetentionDays"]["Default"] == 7
 
 
 def test_policies_name_the_bucket_the_template_creates(template: dict[str, Any]) -> None:

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,29 +11,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.support import BUNDLED_MODEL, REPO, sha256_of
-
-STARTUP_TIMEOUT_S = 60
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_ready(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"the server exited with {server.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the server was not ready within {STARTUP_TIMEOUT_S} s")
+from tests.servers import make_serve
+from tests.support import BUNDLED_MODEL, sha256_of
 
 
 @pytest.fixture(scope="module")
@@ -49,25 +22,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     MODEL_URI is given relative to where the command is typed, as a newcomer would
     (``MODEL_URI=runs/mine/unet.onnx make serve``): it must name the same file for the server.
     """
-    port = free_loopback_port()
-    env = {**os.environ, "MODEL_URI": "model/weights/unet.onnx"}
-    log = tmp_path_factory.mktemp("server") / "server.log"  # a file, not a pipe that could fill and stall it
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            ["make", "--no-print-directory", "serve", f"PORT={port}", f"PYTHON={sys.executable}"],
-            cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_ready(base, server, log)
-        yield base
-    finally:  # make and the server it started, as Ctrl-C in a terminal would stop both
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    with make_serve({"MODEL_URI": "model/weights/unet.onnx"}, tmp_path_factory.mktemp("server") / "server.log") as url:
+        yield url
 
 
 @pytest.mark.slow

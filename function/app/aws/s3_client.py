@@ -20,8 +20,11 @@ def client_config() -> Any:
 
     # Fail fast and retry a little: Lambda's init phase is capped at 10 s
     # (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html),
-    # and the S3 trigger is retried by Lambda itself after it raises.
-    return Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3})
+    # and the S3 trigger is retried by Lambda itself after it raises. SigV4 for presigned URLs and
+    # POSTs: botocore's default for a presigned POST is still SigV2, which newer regions refuse
+    # (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html).
+    return Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 3},
+                  signature_version="s3v4")
 
 
 @lru_cache(maxsize=1)

@@ -1,11 +1,13 @@
-"""The S3 upload trigger: each image put under ``uploads/`` gets an overlay, a mask and a summary.
+"""The S3 upload trigger: each image put under ``uploads/`` gets its result, its mask and a summary.
 
-``uploads/x/cat.jpg`` -> ``overlays/x/cat.jpg.png`` (overlay), ``overlays/x/cat.jpg.mask.png``
-(0/255 mask) and ``overlays/x/cat.jpg.json`` (summary, written last, so its presence
-means the other two are there). Output keys derive from the input key, so S3's
-at-least-once delivery only overwrites. Keys outside ``uploads/`` (our own outputs)
-are skipped, so the function never triggers itself. A bad image is logged and
-skipped (retrying cannot fix it); S3 and model errors raise so Lambda retries.
+Output keys derive from the input key (``app.aws.keys``), so S3's at-least-once
+delivery only overwrites. Options come from the object's ``options`` metadata (the
+upload flow signs them into the POST policy), else the server's defaults. The
+summary is written last: ``"status": "done"`` means every other output is there;
+an upload no retry can fix (corrupt, too large, wrong format, deleted, bad options)
+gets ``"status": "rejected"`` with the reason, so a client polling never waits
+forever. Keys outside ``uploads/`` (our own outputs) are skipped, so the function
+never triggers itself. S3 and model errors raise so Lambda retries.
 """
 
 from __future__ import annotations
@@ -17,35 +19,32 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
+from pydantic import ValidationError
+
+from app.aws.keys import UPLOAD_PREFIX, OutputKeys, is_upload_key, output_keys, summary_key
+from app.aws.uploads import OPTIONS_METADATA
 from app.core.imaging import DecodeLimits, ImageRejected
-from app.core.options import RenderOptions
+from app.core.options import Output, RenderOptions
 from app.core.pipeline import Rendered, render
 from app.core.segmenter import Segmenter
 from app.core.settings import Settings
 
-UPLOAD_PREFIX = "uploads/"
-OUTPUT_PREFIX = "overlays/"
 # Deleted between the event and our GET: nothing to retry. Without s3:ListBucket (the template
-# grants none) S3 answers AccessDenied instead, which raises: such an event ends in the failure queue.
+# grants the upload function none) S3 answers AccessDenied instead, which raises: such an event
+# ends in the failure queue.
 GONE_ERROR_CODES = {"NoSuchKey", "404"}
 INFERENCE_STAGES = ("resize", "infer", "upsample")  # the segmenter's stages: the InferenceLatency metric
+JSON = "application/json"
 
 logger = logging.getLogger(__name__)
 
 
 class UploadUnusable(Exception):
-    """An upload that no retry can fix: deleted before we read it, or over the byte limit (unread)."""
+    """An upload that no retry can fix: deleted before we read it, over the byte limit (unread), bad options."""
 
 
 class ModelSource(Protocol):
     def get(self) -> Segmenter: ...
-
-
-@dataclass(frozen=True)
-class OutputKeys:
-    overlay: str
-    mask: str
-    summary: str
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,17 @@ class Outcome:
     inference_ms: float | None = None  # the segmenter's resize + infer + upsample
 
 
+@dataclass(frozen=True)
+class StoredImage:
+    """An upload's bytes and the options it carries."""
+
+    data: bytes
+    options: RenderOptions
+
+
 def uploaded_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
     """(bucket, key) per record; S3 URL-encodes keys with a space as '+' and a '+' as '%2B'."""
     return [(r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"])) for r in event["Records"]]
-
-
-def output_keys(key: str) -> OutputKeys | None:
-    """Where the results for an upload go; None for keys this trigger must not process."""
-    if not key.startswith(UPLOAD_PREFIX) or key.endswith("/"):
-        return None
-    stem = OUTPUT_PREFIX + key.removeprefix(UPLOAD_PREFIX)
-    return OutputKeys(overlay=f"{stem}.png", mask=f"{stem}.mask.png", summary=f"{stem}.json")
 
 
 class S3Trigger:
@@ -77,32 +76,35 @@ class S3Trigger:
     def __init__(self, s3: Callable[[], Any], models: ModelSource, settings: Settings) -> None:
         self.s3, self.models = s3, models  # the S3 client is looked up per call: built once, swappable in tests
         self.limits = DecodeLimits.for_stored_objects(settings)
-        self.options = RenderOptions.from_settings(settings)
+        self.defaults = RenderOptions.from_settings(settings)
 
     def handle(self, event: dict[str, Any]) -> list[Outcome]:
         return [self.process(bucket, key) for bucket, key in uploaded_objects(event)]
 
     def process(self, bucket: str, key: str) -> Outcome:
-        keys = output_keys(key)
-        if keys is None:
+        if not is_upload_key(key):
             logger.info("skipping s3://%s/%s: only keys under %s are processed", bucket, key, UPLOAD_PREFIX)
             return Outcome(key, "skipped", f"not under {UPLOAD_PREFIX}")
         segmenter = self.models.get()  # raises while the model is unavailable: Lambda retries the event
         try:
-            rendered = render(segmenter, self._read(bucket, key), self.limits, self.options, also=("mask",))
+            stored = self._read(bucket, key)
+            keys = output_keys(key, stored.options)
+            rendered = render(segmenter, stored.data, self.limits, stored.options, also=extra_outputs(keys))
         except (ImageRejected, UploadUnusable) as rejected:
             return self._reject(bucket, key, str(rejected))
-        self._write(bucket, keys, rendered, summary_of(rendered, (bucket, key)))
-        logger.info("segmented s3://%s/%s -> %s", bucket, key, keys.overlay)
+        self._write(bucket, keys, rendered, done_summary(rendered, (bucket, key), stored.options, keys))
+        logger.info("segmented s3://%s/%s -> %s", bucket, key, keys.summary)
         inference_ms = sum(rendered.timings_ms.get(stage, 0.0) for stage in INFERENCE_STAGES)
-        return Outcome(key, "processed", keys.overlay, round(inference_ms, 1))
+        return Outcome(key, "processed", keys.result or keys.summary, round(inference_ms, 1))
 
     def _reject(self, bucket: str, key: str, reason: str) -> Outcome:
         logger.warning("skipping s3://%s/%s: %s", bucket, key, reason)
+        summary = {"status": "rejected", "reason": reason, "source": {"bucket": bucket, "key": key}}
+        self._put(bucket, summary_key(key), json.dumps(summary, indent=2).encode(), JSON)
         return Outcome(key, "rejected", reason)
 
-    def _read(self, bucket: str, key: str) -> bytes:
-        """The object's bytes; limits checked on its length before any byte is read."""
+    def _read(self, bucket: str, key: str) -> StoredImage:
+        """The object's bytes and options; limits checked on its length before any byte is read."""
         from botocore.exceptions import ClientError  # here: botocore stays out of the HTTP path's start-up
 
         try:
@@ -115,26 +117,54 @@ class S3Trigger:
         if size > self.limits.max_bytes:
             response["Body"].close()
             raise UploadUnusable(f"{size} bytes is over the {self.limits.max_bytes}-byte limit (S3_MAX_UPLOAD_BYTES)")
-        return response["Body"].read()
+        options = self._options(response.get("Metadata") or {})
+        return StoredImage(response["Body"].read(), options)
+
+    def _options(self, metadata: dict[str, str]) -> RenderOptions:
+        """The defaults with the upload's own options on top; options no retry can make valid are refused."""
+        given = metadata.get(OPTIONS_METADATA)
+        if given is None:
+            return self.defaults
+        try:
+            options = json.loads(given)
+            if not isinstance(options, dict):
+                raise ValueError(f"{given!r} is not a JSON object")
+            return self.defaults.with_overrides(options)
+        except (ValueError, ValidationError) as invalid:  # JSONDecodeError is a ValueError
+            raise UploadUnusable(f"the upload's options are invalid ({invalid})") from None
 
     def _write(self, bucket: str, keys: OutputKeys, rendered: Rendered, summary: dict[str, Any]) -> None:
-        """The overlay and the mask, then the summary: its presence means the other two are there."""
-        overlay, mask = rendered.outputs
-        self._put(bucket, keys.mask, mask.body, mask.media_type)
-        self._put(bucket, keys.overlay, overlay.body, overlay.media_type)
-        self._put(bucket, keys.summary, json.dumps(summary, indent=2).encode(), "application/json")
+        """The mask, then the result, then the summary: its presence means the others are there."""
+        result, *mask = rendered.outputs
+        self._put(bucket, keys.mask, (mask[0] if mask else result).body, "image/png")
+        if keys.result is not None and keys.result != keys.mask:
+            self._put(bucket, keys.result, result.body, result.media_type)
+        self._put(bucket, keys.summary, json.dumps(summary, indent=2).encode(), JSON)
 
     def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         self.s3().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
-def summary_of(rendered: Rendered, source: tuple[str, str]) -> dict[str, Any]:
-    """The summary JSON: the source, the image's size, the foreground (fraction, box) and the model."""
+def extra_outputs(keys: OutputKeys) -> tuple[Output, ...]:
+    """The mask PNG beside the result, unless the result is that same PNG."""
+    return () if keys.result == keys.mask else ("mask",)
+
+
+def done_summary(rendered: Rendered, source: tuple[str, str], options: RenderOptions,
+                 keys: OutputKeys) -> dict[str, Any]:
+    """The summary of a processed upload: source, size, foreground, model, options, output keys (and the RLE
+    for ``output=json``, whose result is this summary)."""
     summary, model = rendered.summary, rendered.model
-    return {
+    document = {
+        "status": "done",
         "source": {"bucket": source[0], "key": source[1]},
         "image": {"width": summary.width, "height": summary.height},
         "foreground_fraction": summary.foreground_fraction,
         "bounding_box": asdict(summary.bounding_box) if summary.bounding_box else None,
         "model": {"name": model.name, "version": model.version, "sha256": model.sha256},
+        "options": options.model_dump(mode="json"),
+        "outputs": {"result": keys.result, "mask": keys.mask},
     }
+    if options.output == "json":
+        document["mask_rle"] = json.loads(rendered.result.body)["mask"]
+    return document

@@ -1,4 +1,4 @@
-"""Drawing the result: a colour blended over the foreground, the original everywhere else; or the mask.
+"""Drawing the result: a colour blended over the foreground, the original everywhere else; the mask; the cutout.
 
 The tint is a per-channel lookup table applied by Pillow (``Image.point``) band by
 band, and pasted back through that band's mask, inside the image itself: a caller
@@ -55,3 +55,16 @@ def mask_to_image(mask: np.ndarray) -> Image.Image:
     """Boolean HxW mask -> mode "L" image, 255 for foreground and 0 for background."""
     levels = np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(255)
     return Image.fromarray(levels)
+
+
+def cut_out_in_place(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    """RGB ``image`` -> RGBA, itself: the pixels where ``mask`` is true, fully transparent black elsewhere.
+
+    The background's colours are zeroed, not only hidden: a transparent pixel would
+    otherwise still carry what the caller asked to cut away.
+    """
+    if mask.shape != (image.height, image.width):
+        raise ValueError(f"mask shape {mask.shape} does not match the image's {(image.height, image.width)}")
+    image.paste((0, 0, 0), mask=mask_to_image(~mask))
+    image.putalpha(mask_to_image(mask))
+    return image

@@ -1,14 +1,49 @@
-"""Encoding a drawn picture into the bytes a caller receives, with their media type."""
+"""Encoding a result into the bytes a caller receives: PNG, JPEG or WebP pictures, or a JSON document.
+
+PNG goes through ``app.core.png`` (lossless, and faster than Pillow's encoder);
+JPEG and WebP through Pillow at the options' quality. Sizes and times per format at
+1080p, 12 MP and 48 MP are in docs/benchmarks.md ("Output formats"): a lossy format
+is what keeps a phone photo's result inside Lambda's ~4.4 MB response. The JSON
+document carries the mask as COCO's compressed run-length encoding, made by
+pycocotools itself (``pycocotools.mask.decode`` gives the mask back exactly).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
 
+import numpy as np
 from PIL import Image
+from pycocotools import mask as coco_mask
 
+from app.core.imaging import ImageRejected
+from app.core.model_contract import ModelInfo
+from app.core.options import ImageFormat
 from app.core.png import encode_png
+from app.core.summary import Summary
 
-PNG_MEDIA_TYPE = "image/png"
+MEDIA_TYPES: dict[ImageFormat, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+SUFFIXES: dict[ImageFormat, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+JSON_MEDIA_TYPE = "application/json"
+# The largest side each format can hold: JPEG's 16-bit header fields, libwebp's WEBP_MAX_DIMENSION
+# (https://developers.google.com/speed/webp/docs/riff_container). PNG's is 2^31 - 1.
+MAX_SIDE: dict[ImageFormat, int] = {"png": 2**31 - 1, "jpeg": 65_535, "webp": 16_383}
+WEBP_METHOD = 4  # libwebp's speed/size trade-off, 0 (fast) to 6; 4 is its default (measured: docs/benchmarks.md)
+# Lossy qualities when the caller names none: the first is the default (a photo's overlay looks like the
+# original and a 1080p one stays far under Lambda's response, docs/benchmarks.md "Output formats"); the
+# next ones are tried in turn only when a size limit asks for it. PNG is lossless: no quality.
+QUALITY_STEPS: dict[ImageFormat, tuple[int | None, ...]] = {
+    "png": (None,), "jpeg": (85, 70, 55, 40, 25), "webp": (80, 65, 50, 35, 20),
+}
+
+
+class UnencodableResult(ImageRejected):
+    """The result is valid but the format asked for cannot hold it (too wide for JPEG or WebP)."""
+
+    status_code = 422
 
 
 @dataclass(frozen=True)
@@ -18,8 +53,65 @@ class Encoded:
     body: bytes
     media_type: str
     suffix: str
+    quality: int | None = None  # the JPEG/WebP quality it was encoded at
 
 
-def encode_picture(picture: Image.Image) -> Encoded:
-    """A drawn overlay or mask -> PNG (``app.core.png``: lossless, and faster than Pillow's encoder)."""
-    return Encoded(encode_png(picture), PNG_MEDIA_TYPE, ".png")
+def encode_picture(picture: Image.Image, image_format: ImageFormat, quality: int | None,
+                   fit_within: int | None = None) -> Encoded:
+    """A drawn overlay, mask or cutout -> the format's bytes.
+
+    ``quality`` (JPEG, WebP) is used as given; None means the format's default, and then,
+    if the result is over ``fit_within`` bytes, the next of ``QUALITY_STEPS`` in turn
+    until one fits (the last one tried is returned if none does: the caller says 413).
+    """
+    _check_side(picture, image_format)
+    qualities = (quality,) if quality is not None else QUALITY_STEPS[image_format]
+    for step in qualities:
+        body = _encode(picture, image_format, step)
+        encoded = Encoded(body, MEDIA_TYPES[image_format], SUFFIXES[image_format], step)
+        if fit_within is None or len(encoded.body) <= fit_within:
+            break
+    return encoded
+
+
+def _encode(picture: Image.Image, image_format: ImageFormat, quality: int | None) -> bytes:
+    if image_format == "png":
+        return encode_png(picture)
+    return _encode_with_pillow(picture, image_format, quality)
+
+
+def _check_side(picture: Image.Image, image_format: ImageFormat) -> None:
+    limit = MAX_SIDE[image_format]
+    if max(picture.size) > limit:
+        raise UnencodableResult(
+            f"the result is {picture.width}x{picture.height}; {image_format.upper()} holds at most {limit} pixels "
+            "a side: ask for format=png"
+        )
+
+
+def _encode_with_pillow(picture: Image.Image, image_format: ImageFormat, quality: int | None) -> bytes:
+    buffer = io.BytesIO()
+    if image_format == "webp":
+        picture.save(buffer, format="WEBP", quality=quality, method=WEBP_METHOD)
+    else:
+        picture.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def mask_rle(mask: np.ndarray) -> dict[str, Any]:
+    """A boolean HxW mask as COCO compressed RLE: ``{"size": [h, w], "counts": "..."}`` (column-major runs)."""
+    encoded = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(side) for side in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
+
+
+def encode_document(document: dict[str, Any]) -> Encoded:
+    return Encoded(json.dumps(document, separators=(",", ":")).encode(), JSON_MEDIA_TYPE, ".json")
+
+
+def result_document(summary: Summary, model: ModelInfo, mask: np.ndarray) -> dict[str, Any]:
+    """``output=json``: the summary's numbers, the model's identity and the mask as RLE."""
+    return {
+        **asdict(summary),
+        "model": {"name": model.name, "version": model.version, "sha256": model.sha256},
+        "mask": mask_rle(mask),
+    }

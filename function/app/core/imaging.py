@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # Pillow's plugin names
 ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+# The media types that name those formats, for callers that declare one (the upload flow's POST
+# policy pins it). Only a label: the bytes are still sniffed and decoded by the allow-list above.
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
 WHITE = (255, 255, 255)
 
 # Our pixel limit is checked right after the header is read, where Pillow's own

@@ -14,19 +14,21 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 if TYPE_CHECKING:
     from app.core.settings import Settings
 
 Color = tuple[int, int, int]
-Output = Literal["overlay", "mask"]
+Output = Literal["overlay", "mask", "cutout", "json"]
+ImageFormat = Literal["png", "jpeg", "webp"]
 
 # "#ff3b30", "ff3b30" (a raw "#" in a URL starts the fragment, so clients often drop it) or "255,59,48".
 HEX_COLOR = re.compile(r"#?([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 TRIPLE_COLOR = re.compile(r"(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})")
 DEFAULT_COLOR: Color = (255, 59, 48)  # "#ff3b30"
 DEFAULT_ALPHA = 0.5
+WITH_ALPHA: frozenset[ImageFormat] = frozenset({"png", "webp"})  # formats that can carry a cutout's transparency
 
 
 def parse_color(value: str) -> Color:
@@ -58,17 +60,34 @@ def _color_from_any(value: Any) -> Any:
 ColorValue = Annotated[Color, BeforeValidator(_color_from_any), PlainSerializer(format_color, return_type=str)]
 Threshold = Annotated[float, Field(gt=0.0, lt=1.0)]  # a probability strictly inside (0, 1)
 Alpha = Annotated[float, Field(ge=0.0, le=1.0)]
+Quality = Annotated[int, Field(ge=1, le=100)]
 
 
 class RenderOptions(BaseModel):
-    """What to draw: the overlay's colour and opacity, or the bare mask; threshold None = the model's own."""
+    """What to make and how to encode it; threshold None = the model's own, quality None = the format's default
+    (``app.core.encoding.QUALITY_STEPS``: lowered in steps where a size limit asks for it).
+
+    ``output``: ``overlay`` (the colour blended over the foreground), ``mask`` (0/255),
+    ``cutout`` (the image where the mask is set, transparent elsewhere) or ``json``
+    (numbers and the mask as COCO RLE; ``format`` does not apply).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     output: Output = "overlay"
+    format: ImageFormat = "png"
+    quality: Quality | None = None
     color: ColorValue = DEFAULT_COLOR
     alpha: Alpha = DEFAULT_ALPHA
     threshold: Threshold | None = None
+
+    @model_validator(mode="after")
+    def _format_carries_the_output(self) -> RenderOptions:
+        if self.output == "cutout" and self.format not in WITH_ALPHA:
+            raise ValueError(f"{self.format.upper()} has no alpha channel, so it cannot carry a cutout: "
+                             "ask for format=png or format=webp")
+        return self
+
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RenderOptions:

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     S3_MAX_UPLOAD_BYTES: int = Field(default=50_000_000, gt=0)
     S3_MAX_PIXELS: int = Field(default=100_000_000, gt=0)
 
+    # The upload flow (POST /uploads, GET /results/{id}): presigned S3 POSTs into this bucket.
+    # Unset: the two routes answer 503 saying so. Presigned URLs live at most 7 days (SigV4), and no
+    # longer than the credentials that signed them (a Lambda role's: hours).
+    UPLOAD_BUCKET: str | None = None
+    UPLOAD_URL_TTL_S: int = Field(default=900, gt=0, le=604_800)
+
     # Overlay defaults; requests may override each. A colour is "#rrggbb", "rrggbb" or "r,g,b".
     OVERLAY_COLOR: Annotated[ColorValue, NoDecode] = DEFAULT_COLOR  # NoDecode: a string, not JSON
     OVERLAY_ALPHA: Alpha = DEFAULT_ALPHA

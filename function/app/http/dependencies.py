@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.core.model_holder import ModelHolder
 from app.core.options import RenderOptions
 from app.core.settings import Settings
+from app.http.errors import invalid_request
+from app.http.negotiation import negotiate_format
 from app.http.schemas import PredictOptions
 from app.http.work_queue import WorkQueue
 
@@ -38,13 +39,17 @@ WorkQueueDep = Annotated[WorkQueue, Depends(get_work_queue)]
 
 
 def get_render_options(options: Annotated[PredictOptions, Query()], request: Request) -> RenderOptions:
-    """The server's defaults (built once, from its settings) with the request's options on top; invalid: 422."""
+    """The server's defaults (built once, from its settings) with the request's options on top; invalid: 422.
+
+    Without ``format``, the ``Accept`` header chooses (``app.http.negotiation``).
+    """
     defaults: RenderOptions = request.app.state.render_defaults
+    given = options.model_dump()
+    given["format"] = options.format or negotiate_format(request.headers.get("accept"), options.output)
     try:
-        return defaults.with_overrides(options.model_dump())
+        return defaults.with_overrides(given)
     except ValidationError as invalid:
-        errors = invalid.errors(include_url=False, include_context=False)
-        raise RequestValidationError([{**error, "loc": ("query", *error["loc"])} for error in errors]) from None
+        raise invalid_request(invalid, "query") from None
 
 
 RenderOptionsDep = Annotated[RenderOptions, Depends(get_render_options)]

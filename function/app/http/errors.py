@@ -1,8 +1,9 @@
 """Every error in the API's one JSON shape, ``{"detail": ...}``, with the status that says what went wrong.
 
-Bad input (``ImageRejected``) answers its own 400/413/415; no model yet, 503 with
-``Retry-After``; every worker busy, 429 with ``Retry-After``; anything else is a
-bug: logged with its traceback and answered 500 in the same shape.
+Bad input (``ImageRejected``) answers its own 400/413/415/422; no model yet, or S3
+out of reach for the upload flow, 503 with ``Retry-After``; every worker busy, 429
+with ``Retry-After``; anything else is a bug: logged with its traceback and
+answered 500 in the same shape.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
+from app.aws.uploads import UploadFlowUnavailable
 from app.core.imaging import ImageRejected
 from app.core.model_holder import ModelNotReady
 from app.http.work_queue import QueueFull
@@ -22,6 +26,12 @@ from app.http.work_queue import QueueFull
 BUSY_RETRY_AFTER_S = 1
 
 logger = logging.getLogger(__name__)
+
+
+def invalid_request(invalid: ValidationError, *location: str) -> RequestValidationError:
+    """A core validation error (``RenderOptions``) as FastAPI's 422, each error's ``loc`` under ``location``."""
+    errors = invalid.errors(include_url=False, include_context=False)
+    return RequestValidationError([{**error, "loc": (*location, *error["loc"])} for error in errors])
 
 
 def retry_after(seconds: float) -> dict[str, str]:
@@ -38,6 +48,11 @@ async def model_not_ready(request: Request, error: ModelNotReady) -> JSONRespons
     return JSONResponse({"detail": error.detail}, status_code=503, headers=retry_after(error.retry_after_s))
 
 
+async def upload_flow_unavailable(request: Request, error: UploadFlowUnavailable) -> JSONResponse:
+    logger.warning("upload flow unavailable", extra={"detail": str(error)})
+    return JSONResponse({"detail": str(error)}, status_code=503, headers=retry_after(BUSY_RETRY_AFTER_S))
+
+
 async def queue_full(request: Request, error: QueueFull) -> JSONResponse:
     logger.warning("busy: request refused", extra={"detail": str(error)})
     detail = f"the server is busy: {error}; retry shortly"
@@ -52,7 +67,8 @@ async def unexpected(request: Request, error: Exception) -> JSONResponse:
 
 Handler = Callable[[Request, Any], Awaitable[JSONResponse]]
 HANDLERS: dict[type[Exception], Handler] = {
-    ImageRejected: image_rejected, ModelNotReady: model_not_ready, QueueFull: queue_full, Exception: unexpected,
+    ImageRejected: image_rejected, ModelNotReady: model_not_ready, QueueFull: queue_full,
+    UploadFlowUnavailable: upload_flow_unavailable, Exception: unexpected,
 }
 
 

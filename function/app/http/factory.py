@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from app.aws.s3_client import get_s3_client
+from app.aws.uploads import UploadFlow
 from app.core.model_holder import ModelHolder
 from app.core.options import RenderOptions
 from app.core.settings import Settings
+from app.http import uploads
 from app.http.body_limit import BodySizeLimit
 from app.http.errors import install_error_handlers
 from app.http.routes import router
@@ -22,7 +25,16 @@ def create_app(settings: Settings, holder: ModelHolder, work_queue: WorkQueue) -
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION)
     app.state.settings, app.state.holder, app.state.work_queue = settings, holder, work_queue
     app.state.render_defaults = RenderOptions.from_settings(settings)
+    app.state.upload_flow = upload_flow(settings)
     app.add_middleware(BodySizeLimit, max_file_bytes=settings.MAX_UPLOAD_BYTES)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(uploads.router)
     return app
+
+
+def upload_flow(settings: Settings) -> UploadFlow | None:
+    """The presigned-upload flow into UPLOAD_BUCKET; None (its routes answer 503) when that is unset."""
+    if settings.UPLOAD_BUCKET is None:
+        return None
+    return UploadFlow(get_s3_client, settings.UPLOAD_BUCKET, settings.UPLOAD_URL_TTL_S, settings.S3_MAX_UPLOAD_BYTES)

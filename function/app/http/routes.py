@@ -18,7 +18,7 @@ from app.core.settings import Settings
 from app.core.timing import Stopwatch, server_timing
 from app.http.dependencies import HolderDep, RenderOptionsDep, SettingsDep, WorkQueueDep
 from app.http.errors import retry_after
-from app.http.schemas import ErrorBody, Health
+from app.http.schemas import ErrorBody, Health, ResultDocument, ValidationErrorBody
 
 ROOT_MESSAGE = {"message": "UNet API is running!"}  # the seed service's answer, kept verbatim
 
@@ -31,12 +31,17 @@ def _error(description: str, example: str) -> dict[str, Any]:
             "content": {"application/json": {"example": {"detail": example}}}}
 
 
+BINARY = {"schema": {"type": "string", "format": "binary"}}
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-          "description": "The overlay (or mask) as PNG, at the upload's size."},
+    200: {"model": ResultDocument, "content": {"image/png": BINARY, "image/jpeg": BINARY, "image/webp": BINARY},
+          "description": "The overlay, mask or cutout at the upload's size in the format asked for (format, else "
+                         "Accept, else PNG), or with output=json the numbers and the mask as COCO RLE. "
+                         "Content-Type says which; Vary: Accept."},
     400: _error("Corrupt, truncated or not an image.", "the file is not a recognised image: send a JPEG, ..."),
     413: _error("Too many bytes or pixels (checked before decoding), or a result over MAX_RESPONSE_BYTES.",
                 "the image is 10000x8000 = 80000000 pixels, over the 50000000-pixel limit: send a smaller image"),
+    422: {"model": ValidationErrorBody, "description": "An option out of range, no file field, a cutout asked for "
+          "as JPEG, or a result too wide for the format asked for."},
     415: _error("A format other than JPEG, PNG, WebP, GIF, BMP, TIFF.", "PSD images are not accepted: send a ..."),
     429: _error("Every worker busy and the wait queue full; retry after Retry-After seconds.",
                 "the server is busy: all 2 workers are busy and 8 requests wait; retry shortly"),
@@ -70,32 +75,34 @@ async def predict(
     holder: HolderDep,
     work_queue: WorkQueueDep,
 ) -> Response:
-    """Segment an image: returns it as PNG with the foreground tinted (or the bare mask), same size."""
+    """Segment an image: the overlay (or mask, or cutout) at its size as PNG, JPEG or WebP, or the numbers as JSON."""
     watch = Stopwatch()
     data = await file.read()
     watch.lap("read")
-    job = partial(_predict_job, holder, data, DecodeLimits.from_settings(settings), options, watch)
+    job = partial(_predict_job, holder, data, settings, options, watch)
     rendered = await work_queue.run(job)
     _check_response_size(rendered, settings)
     _log_prediction(rendered, options, len(data))
     output = rendered.result
     return Response(output.body, media_type=output.media_type,
-                    headers={"Server-Timing": server_timing(rendered.timings_ms)})
+                    headers={"Server-Timing": server_timing(rendered.timings_ms), "Vary": "Accept"})
 
 
-def _predict_job(holder: ModelHolder, data: bytes, limits: DecodeLimits, options: RenderOptions,
+def _predict_job(holder: ModelHolder, data: bytes, settings: Settings, options: RenderOptions,
                  watch: Stopwatch) -> Rendered:
     """Runs on a worker thread: the wait for it ends here."""
     watch.lap("wait")
-    return render(holder.get(), data, limits, options, watch=watch)
+    limits = DecodeLimits.from_settings(settings)
+    return render(holder.get(), data, limits, options, watch=watch, fit_within=settings.MAX_RESPONSE_BYTES)
 
 
 def _check_response_size(rendered: Rendered, settings: Settings) -> None:
     limit, size = settings.MAX_RESPONSE_BYTES, len(rendered.result.body)
     if limit is not None and size > limit:
         raise ImageTooLarge(
-            f"the result is {size} bytes, over the {limit}-byte response limit (MAX_RESPONSE_BYTES): "
-            "send a smaller image, ask for output=mask, or upload it to the bucket instead"
+            f"the result is {size} bytes, over the {limit}-byte response limit (MAX_RESPONSE_BYTES): ask for "
+            "format=jpeg or format=webp (a fraction of PNG's size), or send the image through the upload flow "
+            "(POST /uploads, then GET /results/{id}), which takes images of any size"
         )
 
 
@@ -103,6 +110,7 @@ def _log_prediction(rendered: Rendered, options: RenderOptions, bytes_in: int) -
     summary = rendered.summary
     logger.info("prediction", extra={
         "width": summary.width, "height": summary.height, "bytes_in": bytes_in, "bytes_out": len(rendered.result.body),
+        "quality": rendered.result.quality,
         "options": options.model_dump(mode="json"), "foreground_fraction": round(summary.foreground_fraction, 4),
         "timings_ms": {stage: round(ms, 2) for stage, ms in rendered.timings_ms.items()},
     })

@@ -7,12 +7,12 @@ route builds its ``RenderOptions``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.model_contract import ModelInfo
-from app.core.options import Alpha, Output, Threshold
+from app.core.options import Alpha, ImageFormat, Output, Quality, Threshold
 
 
 class PredictOptions(BaseModel):
@@ -34,8 +34,20 @@ class PredictOptions(BaseModel):
     )
     output: Output = Field(
         default="overlay",
-        description="'overlay': the image with the foreground tinted; 'mask': the mask as a greyscale PNG "
-        "(255 foreground, 0 background). Both at the uploaded image's size and EXIF orientation.",
+        description="'overlay': the image with the foreground tinted; 'mask': the mask, greyscale "
+        "(255 foreground, 0 background); 'cutout': the image where the mask is set, transparent elsewhere "
+        "(PNG or WebP); 'json': size, foreground fraction, bounding box, model and the mask as COCO RLE. "
+        "Pictures come at the uploaded image's size and EXIF orientation.",
+    )
+    format: ImageFormat | None = Field(
+        default=None,
+        description="'png' (lossless), 'jpeg' or 'webp' (a fraction of PNG's size). Default: what the Accept "
+        "header names explicitly (image/webp, image/jpeg; q-values honoured), else PNG.",
+    )
+    quality: Quality | None = Field(
+        default=None,
+        description="JPEG/WebP quality, 1-100, used as given. Default: 85 for JPEG, 80 for WebP, lowered in steps "
+        "(to 25 and 20 at the least) when the result would be over the response limit; PNG ignores it.",
     )
 
 
@@ -51,3 +63,96 @@ class Health(BaseModel):
     status: Literal["ready", "unavailable"]
     model: ModelInfo | None = None  # the core's own dataclass: pydantic validates and documents it
     detail: str | None = None
+
+
+class Box(BaseModel):
+    """The foreground's extent: a PIL box, right and bottom exclusive."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+
+class ModelIdentity(BaseModel):
+    name: str
+    version: str
+    sha256: str
+
+
+class Rle(BaseModel):
+    """COCO compressed run-length encoding (column-major runs): ``pycocotools.mask.decode`` reads it."""
+
+    size: list[int] = Field(description="[height, width]")
+    counts: str
+
+
+class ResultDocument(BaseModel):
+    """``output=json``: what the mask says, and the mask itself."""
+
+    width: int
+    height: int
+    foreground_fraction: float
+    bounding_box: Box | None
+    model: ModelIdentity
+    mask: Rle
+
+
+class ValidationErrorBody(BaseModel):
+    """FastAPI's 422: ``detail`` lists each invalid field with its location and message."""
+
+    detail: list[dict[str, Any]]
+
+
+UploadContentType = Literal["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"]
+
+
+class UploadOptions(PredictOptions):
+    """The options of ``POST /predict``, for an upload: signed into its POST policy, applied by the trigger."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UploadRequest(BaseModel):
+    """``POST /uploads``: the file's name (kept, made safe) and type, and the options for its result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=1024, examples=["cat.jpg"])
+    content_type: UploadContentType = Field(examples=["image/jpeg"])
+    options: UploadOptions = Field(default_factory=UploadOptions)
+
+
+class UploadTarget(BaseModel):
+    """A presigned S3 POST: send ``fields`` as form fields, then the file as the last field, ``file``."""
+
+    url: str
+    fields: dict[str, str]
+
+
+class UploadCreated(BaseModel):
+    id: str = Field(description="32 hex digits: unguessable, the capability to read the result.")
+    upload: UploadTarget
+    result: str = Field(description="Where to poll: GET this path.")
+    expires_in: int = Field(description="Seconds the upload URL stays valid.")
+
+
+class ResultPending(BaseModel):
+    id: str
+    status: Literal["pending"] = "pending"
+
+
+class ResultRejected(BaseModel):
+    id: str
+    status: Literal["rejected"] = "rejected"
+    reason: str
+
+
+class ResultDone(BaseModel):
+    """Presigned GET URLs of the result asked for (null for output=json: the summary carries the RLE) and mask."""
+
+    id: str
+    status: Literal["done"] = "done"
+    overlay_url: str | None
+    mask_url: str | None
+    summary: dict[str, Any]

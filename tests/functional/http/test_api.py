@@ -259,9 +259,12 @@ def test_health_is_503_while_the_model_is_unavailable(make_client: Callable, tmp
 def test_openapi_documents_the_png_response_options_and_errors(make_client: Callable) -> None:
     client = make_client()
     operation = client.get("/openapi.json").json()["paths"]["/predict"]["post"]
-    assert list(operation["responses"]["200"]["content"]) == ["image/png"]
+    content = operation["responses"]["200"]["content"]
+    assert set(content) == {"image/png", "image/jpeg", "image/webp", "application/json"}
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/ResultDocument"}
     assert set(operation["responses"]) == {"200", "400", "413", "415", "422", "429", "503"}
-    assert [p["name"] for p in operation["parameters"]] == ["threshold", "alpha", "color", "output"]
+    assert [p["name"] for p in operation["parameters"]] == ["threshold", "alpha", "color", "output", "format",
+                                                            "quality"]
     assert all(p["in"] == "query" and p["description"] for p in operation["parameters"])
     assert client.get("/docs").status_code == 200
 

@@ -111,11 +111,28 @@ def test_summary_describes_the_mask_and_the_model(
     handler(load_event("s3_put_upload.json"), context)
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key="overlays/my photo+1.jpg.json")["Body"].read())
     assert summary == {
+        "status": "done",
         "source": {"bucket": BUCKET, "key": UPLOAD_KEY},
         "image": {"width": 447, "height": 231},
         **foreground(bundled_mask(sample(SAMPLE_JPEG))),
         "model": {"name": "unet-synthetic-blobs", "version": "1.0.0", "sha256": sha256_of(BUNDLED_MODEL)},
+        "options": {"output": "overlay", "format": "png", "quality": None, "color": "#ff3b30", "alpha": 0.5,
+                    "threshold": None},  # no options in the object's metadata: the settings' defaults
+        "outputs": {"result": "overlays/my photo+1.jpg.png", "mask": "overlays/my photo+1.jpg.mask.png"},
     }
+
+
+def test_the_summary_is_written_last(s3: Any, handler: Any, context: LambdaContext) -> None:
+    """Its presence means every other output is there: a crash between writes is redone on redelivery."""
+    from app.aws.s3_client import get_s3_client
+
+    written: list[str] = []
+    get_s3_client().meta.events.register("before-parameter-build.s3.PutObject",
+                                         lambda params, **_: written.append(params["Key"]))
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
+    handler(load_event("s3_put_upload.json"), context)
+    stem = "overlays/my photo+1.jpg"
+    assert written == [f"{stem}.mask.png", f"{stem}.png", f"{stem}.json"]
 
 
 def test_the_bundled_model_finds_the_real_foreground(s3: Any, handler: Any, context: LambdaContext) -> None:
@@ -188,7 +205,7 @@ def test_skipping_needs_no_model(s3: Any, tiny_model_path: Path, tmp_path: Path)
     ],
     ids=["garbage", "truncated-jpeg", "psd", "empty"],
 )
-def test_bad_upload_is_logged_and_skipped(
+def test_bad_upload_is_logged_and_summarised_as_rejected(
     s3: Any, handler: Any, context: LambdaContext, body: bytes, detail: str,
     json_logs: Callable[[], list[dict[str, Any]]],
 ) -> None:
@@ -196,7 +213,10 @@ def test_bad_upload_is_logged_and_skipped(
     result = handler(load_event("s3_put_upload.json"), context)  # no exception: a retry could not help
     [record] = result["records"]
     assert record["status"] == "rejected" and detail in record["detail"].lower()
-    assert keys_in(s3, "overlays/") == []
+    assert keys_in(s3, "overlays/") == ["overlays/my photo+1.jpg.json"]  # the summary only: a poller stops
+    summary = json.loads(s3.get_object(Bucket=BUCKET, Key="overlays/my photo+1.jpg.json")["Body"].read())
+    source = {"bucket": BUCKET, "key": UPLOAD_KEY}
+    assert summary == {"status": "rejected", "reason": record["detail"], "source": source}
     [warning] = [line for line in json_logs() if line["level"] == "WARNING"]
     assert warning["message"].startswith(f"skipping s3://{BUCKET}/{UPLOAD_KEY}: ")
     assert warning["function_request_id"] == context.aws_request_id
@@ -218,9 +238,21 @@ def test_s3_limits_apply(s3: Any, tiny_trigger: Any, limits: dict[str, int], sta
     assert (outcome.status, detail in outcome.detail.lower()) == (status, True), outcome.detail
 
 
-def test_upload_deleted_before_processing_is_skipped(s3: Any, tiny_trigger: Any) -> None:
+def test_upload_deleted_before_processing_is_rejected(s3: Any, tiny_trigger: Any) -> None:
     [outcome] = tiny_trigger().handle(load_event("s3_put_upload.json"))  # never put: gone
     assert (outcome.status, outcome.detail) == ("rejected", "uploads/my photo+1.jpg no longer exists")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [('{"alpha": 7}', "alpha"), ("not json", "invalid"), ('{"output": "cutout", "format": "jpeg"}', "no alpha"),
+     ('["a list"]', "invalid")],
+)
+def test_options_no_retry_can_fix_are_rejected(s3: Any, tiny_trigger: Any, metadata: str, reason: str) -> None:
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes(), Metadata={"options": metadata})
+    [outcome] = tiny_trigger().handle(load_event("s3_put_upload.json"))
+    assert outcome.status == "rejected" and outcome.detail.startswith("the upload's options are invalid")
+    assert reason in outcome.detail
 
 
 def test_s3_errors_raise_so_lambda_retries(s3: Any, handler: Any, context: LambdaContext) -> None:

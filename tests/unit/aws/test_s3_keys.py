@@ -1,12 +1,18 @@
-"""app.aws.s3_trigger's pure parts: keys decoded per record, output keys that never loop, the summary JSON."""
+"""app.aws.keys and the trigger's pure parts: which keys are uploads, where outputs go, safe file names, summaries."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from app.aws.s3_trigger import OutputKeys, output_keys, summary_of, uploaded_objects
+from app.aws.keys import MAX_NAME_BYTES, OutputKeys, is_upload_key, output_keys, sanitise_filename, upload_key
+from app.aws.s3_trigger import done_summary, extra_outputs, uploaded_objects
+from app.core.encoding import Encoded
 from app.core.model_contract import ModelInfo
-from app.core.pipeline import BoundingBox, Rendered, Summary
+from app.core.options import RenderOptions
+from app.core.pipeline import Rendered
+from app.core.summary import BoundingBox, Summary
 from tests.support import BUCKET, load_event
 
 
@@ -24,23 +30,90 @@ def test_keys_are_decoded_per_record(event: str, expected: list[tuple[str, str]]
 
 
 @pytest.mark.parametrize(
-    ("key", "expected"),
+    ("key", "upload"),
     [
-        ("uploads/x/cat.jpg",
-         OutputKeys("overlays/x/cat.jpg.png", "overlays/x/cat.jpg.mask.png", "overlays/x/cat.jpg.json")),
-        ("uploads/cat", OutputKeys("overlays/cat.png", "overlays/cat.mask.png", "overlays/cat.json")),
-        ("uploads/my photo+1.jpg",
-         OutputKeys("overlays/my photo+1.jpg.png", "overlays/my photo+1.jpg.mask.png", "overlays/my photo+1.jpg.json")),
-        ("overlays/x/cat.jpg.png", None),  # our own output: never processed, so never a loop
-        ("uploads/", None),  # the console's folder marker
-        ("uploads/x/", None),
-        ("Uploads/cat.jpg", None),  # S3 keys are case-sensitive, and so is the trigger's filter
-        ("uploadsx/cat.jpg", None),
-        ("models/unet.onnx", None),
+        ("uploads/x/cat.jpg", True), ("uploads/cat", True), ("uploads/my photo+1.jpg", True),
+        ("overlays/x/cat.jpg.png", False),  # our own output: never processed, so never a loop
+        ("overlays/uploads/x.png", False), ("backup/uploads/a.jpg", False),  # "uploads/" inside is not under it
+        ("uploads/", False), ("uploads/x/", False),  # the console's folder markers
+        ("Uploads/cat.jpg", False),  # S3 keys are case-sensitive, and so is the trigger's filter
+        ("uploadsx/cat.jpg", False), ("models/unet.onnx", False), ("", False),
     ],
 )
-def test_output_keys(key: str, expected: OutputKeys | None) -> None:
-    assert output_keys(key) == expected
+def test_which_keys_are_uploads(key: str, upload: bool) -> None:
+    assert is_upload_key(key) is upload
+
+
+B = "overlays/a/b.png"
+
+
+def keys(stem: str, result: str | None) -> OutputKeys:
+    return OutputKeys(result=result, mask=f"{stem}.mask.png", summary=f"{stem}.json")
+
+
+@pytest.mark.parametrize(
+    ("key", "options", "expected"),
+    [
+        ("uploads/x/cat.jpg", {}, keys("overlays/x/cat.jpg", "overlays/x/cat.jpg.png")),
+        ("uploads/cat", {}, keys("overlays/cat", "overlays/cat.png")),
+        ("uploads/my photo+1.jpg", {}, keys("overlays/my photo+1.jpg", "overlays/my photo+1.jpg.png")),
+        ("uploads/a/b.png", {"format": "jpeg"}, keys(B, f"{B}.jpg")),
+        ("uploads/a/b.png", {"format": "webp", "output": "cutout"}, keys(B, f"{B}.cutout.webp")),
+        ("uploads/a/b.png", {"output": "mask"}, keys(B, f"{B}.mask.png")),
+        ("uploads/a/b.png", {"output": "mask", "format": "jpeg"}, keys(B, f"{B}.mask.jpg")),
+        ("uploads/a/b.png", {"output": "json"}, keys(B, None)),
+    ],
+)
+def test_output_keys(key: str, options: dict[str, Any], expected: OutputKeys) -> None:
+    assert output_keys(key, RenderOptions(**options)) == expected
+
+
+@pytest.mark.parametrize("key", ["overlays/x.png", "uploads/", "backup/uploads/a.jpg"])
+def test_only_uploads_have_output_keys(key: str) -> None:
+    with pytest.raises(ValueError, match="only keys under uploads/ are"):
+        output_keys(key, RenderOptions())
+
+
+@pytest.mark.parametrize(
+    ("options", "extra"),
+    [({}, ("mask",)), ({"output": "mask"}, ()), ({"output": "mask", "format": "webp"}, ("mask",)),
+     ({"output": "json"}, ("mask",))],
+)
+def test_the_mask_png_is_made_once(options: dict[str, Any], extra: tuple[str, ...]) -> None:
+    assert extra_outputs(output_keys("uploads/a.jpg", RenderOptions(**options))) == extra
+
+
+LONG = "é" * 300 + ".jpeg"
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("cat.jpg", "cat.jpg"),
+        ("../../etc/passwd", "passwd"),  # traversal: only the last part survives
+        ("..", "image"), (".", "image"), ("", "image"), ("   ", "image"),
+        ("C:\\Users\\me\\Pictures\\dog.png", "dog.png"),
+        (".hidden.png", "hidden.png"),
+        ("a\x00b\nc\td.png", "abcd.png"),  # NUL, line breaks and every other control character dropped
+        ("photo  2024 .jpg", "photo 2024 .jpg"),
+        ("猫の写真.jpg", "猫の写真.jpg"),  # unicode kept
+        ("Cafe\u0301.png", "Café.png"),  # NFC: one code point for é
+        ("name.", "name"),
+        ("x\u202egpj.exe", "xgpj.exe"),  # the right-to-left override (a format character) is dropped
+    ],
+)
+def test_file_names_are_made_safe(name: str, safe: str) -> None:
+    assert sanitise_filename(name) == safe
+
+
+def test_a_long_name_is_capped_and_keeps_its_extension() -> None:
+    safe = sanitise_filename(LONG)
+    assert len(safe.encode()) <= MAX_NAME_BYTES and safe.endswith(".jpeg") and safe.startswith("é")
+    assert sanitise_filename("x" * 500).encode() == b"x" * MAX_NAME_BYTES
+
+
+def test_upload_keys_put_the_id_first() -> None:
+    assert upload_key("a" * 32, "../cat.jpg") == f"uploads/{'a' * 32}/cat.jpg"
 
 
 MODEL = ModelInfo(input_height=64, input_width=64, channel_order="RGB", scale=1 / 255, mean=(0.5, 0.5, 0.5),
@@ -54,12 +127,18 @@ MODEL = ModelInfo(input_height=64, input_width=64, channel_order="RGB", scale=1 
         (Summary(5, 4, 0.1, BoundingBox(0, 0, 5, 4)), {"left": 0, "top": 0, "right": 5, "bottom": 4}),
     ],
 )
-def test_summary_json(summary: Summary, box: dict[str, int] | None) -> None:
-    rendered = Rendered(outputs=(), summary=summary, model=MODEL, timings_ms={})
-    assert summary_of(rendered, (BUCKET, "uploads/a.jpg")) == {
+def test_done_summary(summary: Summary, box: dict[str, int] | None) -> None:
+    rendered = Rendered(outputs=(Encoded(b"", "image/png", ".png"),), summary=summary, model=MODEL, timings_ms={})
+    options = RenderOptions(format="webp")
+    output = output_keys("uploads/a.jpg", options)
+    assert done_summary(rendered, (BUCKET, "uploads/a.jpg"), options, output) == {
+        "status": "done",
         "source": {"bucket": BUCKET, "key": "uploads/a.jpg"},
         "image": {"width": 5, "height": 4},
         "foreground_fraction": summary.foreground_fraction,
         "bounding_box": box,
         "model": {"name": "m", "version": "1", "sha256": "ab" * 32},
+        "options": {"output": "overlay", "format": "webp", "quality": None, "color": "#ff3b30", "alpha": 0.5,
+                    "threshold": None},
+        "outputs": {"result": "overlays/a.jpg.webp", "mask": "overlays/a.jpg.mask.png"},
     }

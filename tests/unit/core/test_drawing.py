@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.drawing import BLEND_BAND_ROWS, blend_in_place, mask_to_image, tint_table
+from app.core.drawing import BLEND_BAND_ROWS, blend_in_place, cut_out_in_place, mask_to_image, tint_table
 from tests.support import expected_overlay, noise
 
 
@@ -96,3 +96,19 @@ def test_blend_in_place_draws_into_the_image_itself(width: int, height: int, alp
     result = blend_in_place(image, mask, (0, 200, 255), alpha)
     assert result is image
     assert np.array_equal(np.asarray(result), expected)
+
+
+def test_cutout_keeps_the_foreground_and_erases_the_background() -> None:
+    image, mask = noise(13, 7, seed=9), checker_mask(13, 7)
+    original = np.asarray(image).copy()
+    # WHEN cut out THEN RGBA in the same object: foreground as it was and opaque, background transparent black
+    result = cut_out_in_place(image, mask)
+    pixels = np.asarray(result)
+    assert result is image and result.mode == "RGBA"
+    assert np.array_equal(pixels[mask][:, :3], original[mask]) and np.all(pixels[mask][:, 3] == 255)
+    assert np.all(pixels[~mask] == 0)  # colours zeroed too: nothing of the background is left in the file
+
+
+def test_cutout_refuses_a_mask_of_another_size() -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        cut_out_in_place(Image.new("RGB", (4, 3)), np.ones((4, 3), bool))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from PIL import Image
 from app.core import pipeline
 from app.core.imaging import CorruptImage, DecodeLimits, ImageTooLarge
 from app.core.options import RenderOptions
-from app.core.pipeline import BoundingBox, Summary, render
+from app.core.pipeline import render
 from app.core.segmenter import Segmenter
+from app.core.summary import BoundingBox, Summary
 from tests.support import PNG_SIGNATURE, encode, expected_overlay, noise
 
 LIMITS = DecodeLimits(max_bytes=10_000_000, max_pixels=10_000_000)
@@ -99,3 +101,38 @@ def test_each_render_gives_its_freed_memory_back(tiny: Segmenter, monkeypatch: p
     monkeypatch.setattr(pipeline, "trim_heap", lambda: calls.append(None))
     render(tiny, encode(noise(8, 8)), LIMITS, OPTIONS, also=("mask",))
     assert len(calls) == 1
+
+
+# id: (options, media type, decoded mode or None for JSON)
+OUTPUTS = {
+    "overlay-png": ({"output": "overlay", "format": "png"}, "image/png", "RGB"),
+    "overlay-jpeg": ({"output": "overlay", "format": "jpeg"}, "image/jpeg", "RGB"),
+    "overlay-webp": ({"output": "overlay", "format": "webp", "quality": 60}, "image/webp", "RGB"),
+    "mask-png": ({"output": "mask", "format": "png"}, "image/png", "L"),
+    "mask-jpeg": ({"output": "mask", "format": "jpeg"}, "image/jpeg", "L"),
+    "mask-webp": ({"output": "mask", "format": "webp"}, "image/webp", "RGB"),  # WebP has no greyscale mode
+    "cutout-png": ({"output": "cutout", "format": "png"}, "image/png", "RGBA"),
+    "cutout-webp": ({"output": "cutout", "format": "webp"}, "image/webp", "RGBA"),
+    "json": ({"output": "json"}, "application/json", None),
+}
+
+
+@pytest.mark.parametrize(("given", "media_type", "mode"), OUTPUTS.values(), ids=OUTPUTS.keys())
+def test_every_output_in_every_format_it_can_take(
+    tiny: Segmenter, given: dict[str, object], media_type: str, mode: str | None
+) -> None:
+    image = noise(61, 37, seed=6)
+    options = OPTIONS.with_overrides({**given, "threshold": 0.5})
+    rendered = render(tiny, encode(image), LIMITS, options, also=("mask",))
+    assert rendered.result.media_type == media_type
+    mask = decoded(rendered.outputs[1].body) == 255  # the further output: always PNG
+    if mode is None:
+        document = json.loads(rendered.result.body)
+        assert (document["width"], document["height"], document["mask"]["size"]) == (61, 37, [37, 61])
+        return
+    picture = Image.open(io.BytesIO(rendered.result.body))
+    assert (picture.size, picture.mode) == ((61, 37), mode)
+    if given["output"] == "cutout":
+        assert mask.any() and not mask.all()  # this image at 0.5 has both (the check below means something)
+        alpha = np.asarray(picture)[..., 3]
+        assert np.all(alpha[~mask] == 0) and np.all(alpha[mask] > 0)

@@ -23,7 +23,8 @@ def test_out_of_range_options_are_refused(given: dict[str, Any], field: str) -> 
 
 
 def test_every_option_is_optional_and_the_colour_stays_text() -> None:
-    assert PredictOptions().model_dump() == {"threshold": None, "alpha": None, "color": None, "output": "overlay"}
+    assert PredictOptions().model_dump() == {"threshold": None, "alpha": None, "color": None, "output": "overlay",
+                                             "format": None, "quality": None}
     assert PredictOptions(color="red").color == "red"  # parsed (and refused) where RenderOptions is built
 
 

@@ -1,0 +1,78 @@
+"""POST /uploads and GET /results/{id} in-process: what is refused before S3 is asked (the flow: integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+REQUEST = {"filename": "cat.jpg", "content_type": "image/jpeg", "options": {"format": "webp"}}
+
+
+@pytest.fixture
+def signing_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dummy credentials: signing a POST policy is local arithmetic, no request leaves the process."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    from app.aws.s3_client import get_s3_client
+
+    get_s3_client.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"), [("post", "/uploads", REQUEST), ("get", f"/results/{'a' * 32}", None)]
+)
+def test_without_a_bucket_the_routes_say_so(make_client: Callable, method: str, path: str, body: Any) -> None:
+    response = make_client().request(method, path, json=body)
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the upload flow is off on this server: set UPLOAD_BUCKET to the bucket "
+                                         "uploads go to"}
+
+
+# id: (changes to the request, where the 422 points)
+INVALID = {
+    "no-filename": ({"filename": ""}, ["body", "filename"]),
+    "content-type-not-an-image": ({"content_type": "text/html"}, ["body", "content_type"]),
+    "content-type-psd": ({"content_type": "image/vnd.adobe.photoshop"}, ["body", "content_type"]),
+    "unknown-field": ({"callback": "http://x"}, ["body", "callback"]),
+    "threshold-out-of-range": ({"options": {"threshold": 1}}, ["body", "options", "threshold"]),
+    "bad-colour": ({"options": {"color": "red"}}, ["body", "options", "color"]),
+    "unknown-option": ({"options": {"size": 3}}, ["body", "options", "size"]),
+    "jpeg-cutout": ({"options": {"output": "cutout", "format": "jpeg"}}, ["body", "options"]),
+    "quality": ({"options": {"quality": 0}}, ["body", "options", "quality"]),
+}
+
+
+@pytest.mark.parametrize(("changes", "location"), INVALID.values(), ids=INVALID)
+def test_bad_requests_are_a_422_naming_the_field(
+    make_client: Callable, signing_credentials: None, changes: dict[str, Any], location: list[str]
+) -> None:
+    response = make_client(UPLOAD_BUCKET="bucket").post("/uploads", json={**REQUEST, **changes})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == location
+
+
+@pytest.mark.parametrize("upload_id", ["abc", "A" * 32, "g" * 32, "a" * 33, "../" + "a" * 29])
+def test_a_malformed_id_is_a_422(make_client: Callable, upload_id: str) -> None:
+    response = make_client(UPLOAD_BUCKET="bucket").get(f"/results/{upload_id}")
+    assert response.status_code in (404, 422)  # "../x" never reaches the route: the path is normalised away
+    if response.status_code == 422:
+        assert response.json()["detail"][0]["loc"] == ["path", "upload_id"]
+
+
+def test_s3_out_of_reach_is_a_503_with_retry_after(make_client: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN no credentials anywhere: boto3 cannot sign
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    from app.aws.s3_client import get_s3_client
+
+    get_s3_client.cache_clear()
+    response = make_client(UPLOAD_BUCKET="bucket").post("/uploads", json=REQUEST)
+    get_s3_client.cache_clear()
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["detail"].startswith("the upload flow cannot use S3 now (no AWS credentials to sign with)")

@@ -1,0 +1,140 @@
+"""app.core.encoding: PNG, JPEG and WebP pictures, and the JSON document with the mask as COCO RLE."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+from app.core.encoding import (
+    QUALITY_STEPS,
+    UnencodableResult,
+    encode_document,
+    encode_picture,
+    mask_rle,
+    result_document,
+)
+from app.core.model_contract import ModelInfo
+from app.core.summary import BoundingBox, Summary
+from tests.support import noise
+
+MODEL = ModelInfo(input_height=8, input_width=8, channel_order="RGB", scale=1 / 255, mean=(0.5, 0.5, 0.5),
+                  std=(0.2, 0.2, 0.2), threshold=0.5, name="m", version="2", sha256="d" * 64)
+
+
+def smooth(width: int, height: int) -> Image.Image:
+    """A gradient: lossy formats keep it within a few levels."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    return Image.fromarray(np.broadcast_to((x + y) / 2, (height, width, 3)).astype(np.uint8))
+
+
+# id: (format, mode, media type, suffix, Pillow's name for it)
+FORMATS = {
+    "png-rgb": ("png", "RGB", "image/png", ".png", "PNG"),
+    "png-mask": ("png", "L", "image/png", ".png", "PNG"),
+    "png-rgba": ("png", "RGBA", "image/png", ".png", "PNG"),
+    "jpeg-rgb": ("jpeg", "RGB", "image/jpeg", ".jpg", "JPEG"),
+    "jpeg-mask": ("jpeg", "L", "image/jpeg", ".jpg", "JPEG"),
+    "webp-rgb": ("webp", "RGB", "image/webp", ".webp", "WEBP"),
+    "webp-rgba": ("webp", "RGBA", "image/webp", ".webp", "WEBP"),
+}
+
+
+@pytest.mark.parametrize(("image_format", "mode", "media_type", "suffix", "pillow"), FORMATS.values(), ids=FORMATS)
+def test_each_format_says_what_it_is_and_keeps_size_and_mode(
+    image_format: str, mode: str, media_type: str, suffix: str, pillow: str
+) -> None:
+    picture = smooth(67, 41).convert(mode)
+    if mode == "RGBA":  # a real alpha channel: libwebp drops one that is opaque everywhere
+        picture.putalpha(smooth(67, 41).convert("L"))
+    encoded = encode_picture(picture, image_format, 90)  # type: ignore[arg-type]
+    assert (encoded.media_type, encoded.suffix) == (media_type, suffix)
+    decoded = Image.open(io.BytesIO(encoded.body))
+    assert (decoded.format, decoded.size, decoded.mode) == (pillow, (67, 41), mode)
+    difference = np.abs(np.asarray(decoded, np.int16) - np.asarray(picture, np.int16))
+    assert difference.max() == 0 if image_format == "png" else difference.mean() < 3
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "webp"])
+def test_quality_trades_size_for_fidelity(image_format: str) -> None:
+    picture = noise(128, 96, seed=1)
+    sizes = [len(encode_picture(picture, image_format, quality).body) for quality in (10, 50, 95)]  # type: ignore
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+@pytest.mark.parametrize(
+    ("image_format", "size", "limit"), [("webp", (16_384, 1), 16_383), ("jpeg", (1, 65_536), 65_535)]
+)
+def test_a_result_too_wide_for_the_format_is_a_422_naming_png(
+    image_format: str, size: tuple[int, int], limit: int
+) -> None:
+    with pytest.raises(UnencodableResult, match=f"holds at most {limit} pixels a side: ask for format=png") as raised:
+        encode_picture(Image.new("L", size), image_format, 80)  # type: ignore[arg-type]
+    assert raised.value.status_code == 422
+
+
+def random_mask(height: int, width: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((height, width)) < 0.3
+
+
+# pycocotools' decode (the reader we prove against, not our code) calls np.array(copy=False) the numpy 1 way.
+PYCOCOTOOLS_DECODE = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+
+@PYCOCOTOOLS_DECODE
+@pytest.mark.parametrize(
+    "mask",
+    [np.zeros((7, 13), bool), np.ones((13, 7), bool), random_mask(1, 1, 0), random_mask(31, 17, 1),
+     random_mask(2, 999, 2), np.eye(45, 23, dtype=bool)],
+    ids=["empty", "full", "1x1", "odd", "wide", "diagonal"],
+)
+def test_rle_decodes_back_to_the_mask_exactly(mask: np.ndarray) -> None:
+    rle = mask_rle(mask)
+    assert rle["size"] == [mask.shape[0], mask.shape[1]] and isinstance(rle["counts"], str)
+    decoded = coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded.astype(bool), mask)
+    assert json.loads(json.dumps(rle)) == rle  # plain JSON, as the API sends it
+
+
+def test_rle_counts_runs_column_major_starting_with_background() -> None:
+    # GIVEN a 2x3 mask whose column-major order is 0,1 | 1,1 | 0,0: runs 1 zero, 3 ones, 2 zeros
+    mask = np.array([[False, True, False], [True, True, False]])
+    assert coco_mask.frPyObjects(
+        {"size": [2, 3], "counts": [1, 3, 2]}, 2, 3)["counts"].decode() == mask_rle(mask)["counts"]
+
+
+def test_the_json_document() -> None:
+    mask = np.zeros((4, 5), bool)
+    mask[1, 2] = True
+    document = json.loads(encode_document(result_document(Summary.of(mask), MODEL, mask)).body)
+    assert document == {
+        "width": 5, "height": 4, "foreground_fraction": 0.05,
+        "bounding_box": {"left": 2, "top": 1, "right": 3, "bottom": 2},
+        "model": {"name": "m", "version": "2", "sha256": "d" * 64},
+        "mask": mask_rle(mask),
+    }
+    assert Summary.of(mask).bounding_box == BoundingBox(2, 1, 3, 2)
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "webp"])
+def test_the_default_quality_steps_down_until_the_result_fits(image_format: str) -> None:
+    picture = noise(160, 120, seed=3)
+    sizes = {step: len(encode_picture(picture, image_format, step).body)  # type: ignore[arg-type]
+             for step in QUALITY_STEPS[image_format]}  # type: ignore[index]
+    first, *rest = QUALITY_STEPS[image_format]  # type: ignore[index]
+    for target in rest:  # a limit the default misses and this step meets
+        encoded = encode_picture(picture, image_format, None, fit_within=sizes[target])  # type: ignore[arg-type]
+        assert encoded.quality == target and len(encoded.body) == sizes[target]
+    assert encode_picture(picture, image_format, None).quality == first  # type: ignore[arg-type]
+    # nothing fits: the smallest is returned, and the caller answers 413
+    assert encode_picture(picture, image_format, None, fit_within=10).quality == rest[-1]  # type: ignore[arg-type]
+
+
+def test_a_quality_asked_for_is_never_lowered() -> None:
+    encoded = encode_picture(noise(64, 48), "jpeg", 95, fit_within=10)
+    assert encoded.quality == 95 and len(encoded.body) > 10
