@@ -84,12 +84,27 @@ def shared_contract(metadatas: Sequence[Mapping[str, str]], names: Sequence[str]
         values = [metadata.get(key) for metadata in metadatas]
         if None in values:
             raise EnsembleError(f"{names[values.index(None)]} has no {key!r} in its metadata: re-export it")
-        parsed = [_parsed(value) for value in values if value is not None]
-        if any(value != parsed[0] for value in parsed):
-            pairs = ", ".join(f"{name}: {value}" for name, value in zip(names, values, strict=True))
-            raise EnsembleError(f"members disagree on {key!r} ({pairs}): ensemble models with one contract")
+        _check_agree(key, [_parsed(str(value)) for value in values], names)
         contract[key] = str(values[0])
     return contract
+
+
+def check_graphs(members: Sequence[onnx.ModelProto], names: Sequence[str]) -> None:
+    """One input and output name, IR version and opset, so the graphs compose (and the server finds them)."""
+    signatures = {
+        "input name": [member.graph.input[0].name for member in members],
+        "output name": [member.graph.output[0].name for member in members],
+        "ir_version": [member.ir_version for member in members],
+        "opset": [sorted((o.domain, o.version) for o in member.opset_import) for member in members],
+    }
+    for key, values in signatures.items():
+        _check_agree(key, values, names)
+
+
+def _check_agree(key: str, values: Sequence[Any], names: Sequence[str]) -> None:
+    if any(value != values[0] for value in values):
+        pairs = ", ".join(f"{name}: {value}" for name, value in zip(names, values, strict=True))
+        raise EnsembleError(f"members disagree on {key!r} ({pairs}): ensemble models with one contract")
 
 
 def _parsed(value: str) -> Any:
@@ -131,7 +146,8 @@ def _constant(name: str, values: Any, dtype: Any = np.int64) -> onnx.NodeProto:
 
 
 def _flip(source: str, target: str, axes: tuple[int, ...]) -> list[onnx.NodeProto]:
-    """target = source mirrored on ``axes`` (Slice with step -1: 3.7x faster than Gather here)."""
+    """target = source mirrored on ``axes``: Slice with step -1, which onnxruntime 1.32 ran 3.7x faster than
+    Gather with reversed indices here (4x3x256x256 on both axes: 2.3 ms against 8.4 ms, 2 threads)."""
     if not axes:
         return [helper.make_node("Identity", [source], [target])]
     int64_min = np.iinfo(np.int64).min
@@ -140,7 +156,9 @@ def _flip(source: str, target: str, axes: tuple[int, ...]) -> list[onnx.NodeProt
     return [*constants, helper.make_node("Slice", [source, *(c.output[0] for c in constants)], [target])]
 
 
-def _model(nodes: list[onnx.NodeProto], inputs: list[Any], outputs: list[Any], template: onnx.ModelProto) -> Any:
+def _model(
+    nodes: list[onnx.NodeProto], inputs: list[Any], outputs: list[Any], template: onnx.ModelProto
+) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "ensemble", inputs, outputs)
     return helper.make_model(graph, opset_imports=template.opset_import, ir_version=template.ir_version)
 
@@ -159,7 +177,9 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[Any]:
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
-def tail_model(template: onnx.ModelProto, weights: Sequence[float], views: tuple[tuple[int, ...], ...]) -> Any:
+def tail_model(
+    template: onnx.ModelProto, weights: Sequence[float], views: tuple[tuple[int, ...], ...]
+) -> onnx.ModelProto:
     """Each member's k*N logits -> weighted [p, 1 - p] -> views mirrored back and summed -> N logits."""
     logits = template.graph.output[0]
     view_count = len(views)
@@ -227,14 +247,11 @@ def build_graph(members: Sequence[onnx.ModelProto], weights: Sequence[float], tt
     views, template = TTA_VIEWS[tta], members[0]
     head, tail = head_model(template, views), tail_model(template, weights, views)
     prepared = [_prepared_member(member, index) for index, member in enumerate(members)]
-    try:
-        side_by_side = functools.reduce(lambda a, b: compose.merge_models(a, b, io_map=[]), prepared)
-        inputs = [(VIEWS_EDGE, member.graph.input[0].name) for member in prepared]
-        model = compose.merge_models(head, side_by_side, io_map=inputs)
-        outputs = [(member.graph.output[0].name, member.graph.output[0].name) for member in prepared]
-        model = compose.merge_models(model, tail, io_map=outputs)
-    except ValueError as error:  # differing IR versions or opsets
-        raise EnsembleError(f"the members' graphs cannot be merged ({error}): export them with one exporter") from None
+    side_by_side = functools.reduce(lambda a, b: compose.merge_models(a, b, io_map=[]), prepared)
+    inputs = [(VIEWS_EDGE, member.graph.input[0].name) for member in prepared]
+    model = compose.merge_models(head, side_by_side, io_map=inputs)
+    outputs = [(member.graph.output[0].name, member.graph.output[0].name) for member in prepared]
+    model = compose.merge_models(model, tail, io_map=outputs)
     model.graph.name, model.producer_name = "ensemble", "model.ensemble"
     return model
 
@@ -246,7 +263,9 @@ def build_ensemble(paths: Sequence[Path], weights: Sequence[float] | None, tta: 
     # 1. members and their contract
     members = [onnx.load(str(path)) for path in paths]
     metadatas = [{p.key: p.value for p in member.metadata_props} for member in members]
-    contract = shared_contract(metadatas, [str(path) for path in paths])
+    names = [str(path) for path in paths]
+    contract = shared_contract(metadatas, names)
+    check_graphs(members, names)
     normalised = normalise_weights(weights, len(members))
     records = [member_record(p, m, w) for p, m, w in zip(paths, metadatas, normalised, strict=True)]
     # 2. one graph

@@ -288,3 +288,14 @@ def test_the_same_numbers_written_differently_agree(tiny_model_path: Path, tmp_p
     other = with_metadata(tiny_model_path, tmp_path / "b.onnx", **changes)
     built = build([tiny_model_path, other], tmp_path / "e.onnx")
     assert json.loads(metadata_of(built)["mean"]) == [0.485, 0.456, 0.406]
+
+
+def test_members_with_other_graph_names_are_refused(
+    tiny_model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a member whose input and output are called x/image and x/logits
+    other = tmp_path / "other.onnx"
+    onnx.save(onnx.compose.add_prefix(onnx.load(str(tiny_model_path)), "x/"), str(other))
+    with pytest.raises(SystemExit) as exit_info:
+        build([tiny_model_path, other], tmp_path / "e.onnx")
+    assert exit_info.value.code == 2 and "disagree on 'input name'" in capsys.readouterr().err
