@@ -22,7 +22,9 @@ The file keeps a single model's contract: input ``image`` (float32 NCHW, dynamic
 output ``logits``, and the same metadata keys, with the members' shared preprocessing;
 members that disagree on it are refused (exit status 2, naming the key). Added keys:
 ``ensemble_members`` (JSON: file, name, version, sha256, weight) and ``tta``. ``metrics``
-is the ensemble's own held-out score when ``--evaluate N`` is given, else ``{}``.
+is the ensemble's own held-out score when ``--evaluate N`` is given, labelled by split as the
+server reads it (``{"held_out": {"iou": ..., "dice": ..., "mean_image_iou": ..., "images": N}}``),
+else ``{}``: never a member's.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ EPS = 1e-7
 CONTRACT_KEYS = (
     "input_height", "input_width", "channel_order", "resize", "scale", "mean", "std", "layout", "threshold",
 )
+HELD_OUT_SPLIT = "held_out"  # the metrics split the server labels held-out scores with (app.core.model_contract)
 VIEWS_EDGE = "ensemble/views"  # the k*N batch every member runs on
 VIEWS_BATCH = "batch_x_views"  # its symbolic batch size (not the input's "batch")
 
@@ -283,12 +286,12 @@ def set_metadata(model: onnx.ModelProto, updates: Mapping[str, str]) -> None:
     helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **updates})
 
 
-def evaluated_metrics(path: Path, images: int) -> dict[str, float]:
-    """The ensemble's own held-out scores, as numbers (the server reads metrics as name -> number)."""
+def evaluated_metrics(path: Path, images: int) -> dict[str, dict[str, float]]:
+    """The ensemble's own held-out scores under their split's name, numbers only (as the server reads them)."""
     from model.evaluate import evaluate  # torch and the data generator: only when asked
 
     result = evaluate(path, images)
-    return {key: value for key, value in result.items() if isinstance(value, int | float)}
+    return {HELD_OUT_SPLIT: {key: value for key, value in result.items() if isinstance(value, int | float)}}
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:

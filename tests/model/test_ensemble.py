@@ -224,8 +224,8 @@ def test_evaluate_scores_an_ensemble_and_the_score_is_written_in(trained_members
     path = build(trained_members, tmp_path / "e.onnx", "--tta", "flips", "--evaluate", "8")
     recorded = json.loads(metadata_of(path)["metrics"])
     result = evaluate(path, 8)  # model.evaluate runs it as it runs a single model
-    assert recorded == {key: result[key] for key in ("iou", "dice", "mean_image_iou", "images")}
-    assert 0.0 < recorded["iou"] <= 1.0 and recorded["images"] == 8
+    assert recorded == {"held_out": {key: result[key] for key in ("iou", "dice", "mean_image_iou", "images")}}
+    assert 0.0 < recorded["held_out"]["iou"] <= 1.0 and recorded["held_out"]["images"] == 8
 
 
 # --- refusals: exit status 2 with a message that says what to fix
