@@ -11,7 +11,7 @@ EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help serve test lint bench train export evaluate invoke lambda-size lambda-memory publish-model build deploy clean
+.PHONY: help serve test lint bench train export evaluate ensemble invoke lambda-size lambda-memory publish-model build deploy clean
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -53,6 +53,9 @@ export: $(VENV)/.dev-installed  ## checkpoint -> ONNX: make export CKPT=runs/min
 
 evaluate: $(VENV)/.dev-installed  ## held-out IoU/Dice of an ONNX model: make evaluate MODEL=... ARGS="--limit 50"
 	$(PY) -m model.evaluate $(MODEL) $(ARGS)
+
+ensemble: $(VENV)/.dev-installed  ## members and/or test-time flips as one ONNX graph: make ensemble ARGS="a.onnx b.onnx -o ens.onnx --tta hflip"
+	$(PY) -m model.ensemble $(ARGS)
 
 # --- AWS (docs/deploy.md). invoke and lambda-size need neither Docker nor an AWS account.
 # make invoke: S3 events read and write moto on loopback; S3=aws uses your AWS configuration instead.

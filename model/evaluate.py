@@ -16,6 +16,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,30 @@ from model.synthetic import HELDOUT_SEED
 log = logging.getLogger("model.evaluate")
 
 HELDOUT_SIZE = 500  # images in the held-out set the model card reports on
+
+
+@dataclass
+class HeldoutScore:
+    """Pooled IoU and Dice over all pixels, and the mean per-image IoU, accumulated batch by batch."""
+
+    intersection: int = 0
+    union: int = 0
+    predicted: int = 0
+    actual: int = 0
+    per_image: list[float] = field(default_factory=list)
+
+    def add(self, masks: np.ndarray, truth: np.ndarray) -> None:
+        inter, uni = (masks & truth).sum(axis=(1, 2)), (masks | truth).sum(axis=(1, 2))
+        self.per_image += [float(i / u) if u else 1.0 for i, u in zip(inter, uni, strict=True)]
+        self.intersection, self.union = self.intersection + int(inter.sum()), self.union + int(uni.sum())
+        self.predicted, self.actual = self.predicted + int(masks.sum()), self.actual + int(truth.sum())
+
+    def result(self) -> dict[str, float]:
+        return {
+            "iou": round(self.intersection / self.union, 5),
+            "dice": round(2 * self.intersection / (self.predicted + self.actual), 5),
+            "mean_image_iou": round(float(np.mean(self.per_image)), 5),
+        }
 
 
 def open_session(path: Path) -> ort.InferenceSession:
@@ -56,21 +81,10 @@ def heldout_batches(prep: Preprocessing, limit: int, batch_size: int) -> Iterato
 def evaluate(model_path: Path, limit: int, batch_size: int = 8) -> dict[str, float | int | str]:
     session = open_session(model_path)
     prep = read_preprocessing(session.get_modelmeta().custom_metadata_map)
-    intersection = union = predicted = actual = 0
-    per_image: list[float] = []
+    score = HeldoutScore()
     for inputs, truth in heldout_batches(prep, limit, batch_size):
-        masks = predict_masks(session, inputs)
-        inter, uni = (masks & truth).sum(axis=(1, 2)), (masks | truth).sum(axis=(1, 2))
-        per_image += [float(i / u) if u else 1.0 for i, u in zip(inter, uni, strict=True)]
-        intersection, union = intersection + int(inter.sum()), union + int(uni.sum())
-        predicted, actual = predicted + int(masks.sum()), actual + int(truth.sum())
-    return {
-        "iou": round(intersection / union, 5),
-        "dice": round(2 * intersection / (predicted + actual), 5),
-        "mean_image_iou": round(float(np.mean(per_image)), 5),
-        "images": limit,
-        "input_size": f"{prep.height}x{prep.width}",
-    }
+        score.add(predict_masks(session, inputs), truth)
+    return {**score.result(), "images": limit, "input_size": f"{prep.height}x{prep.width}"}
 
 
 def main(argv: list[str] | None = None) -> None:
