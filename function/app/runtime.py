@@ -13,8 +13,11 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
+import onnxruntime as ort
+
 from app.aws.model_store import fetch_model
 from app.aws.observability import configure_logging
+from app.core import providers
 from app.core.model_holder import ModelHolder
 from app.core.segmenter import Segmenter
 from app.core.settings import Settings, get_settings
@@ -48,10 +51,12 @@ def load_segmenter(settings: Settings) -> Segmenter:
     """The model MODEL_URI names, fetched (and cached, if in S3), verified, in an onnxruntime session."""
     started = time.perf_counter()
     local = fetch_model(settings.MODEL_URI, settings.MODEL_SHA256, settings.MODEL_CACHE_DIR)
-    segmenter = Segmenter(local.path, local.sha256, threads=settings.INFERENCE_THREADS)
+    chosen = providers.choose(settings.providers, ort.get_available_providers())
+    segmenter = Segmenter(local.path, local.sha256, threads=settings.INFERENCE_THREADS,
+                          providers=providers.with_options(chosen, settings.cuda_options))
     info, load_ms = segmenter.info, round((time.perf_counter() - started) * 1000, 1)
     logger.info("model loaded", extra={
         "model_uri": settings.MODEL_URI, "model_name": info.name, "model_version": info.version,
-        "sha256": info.sha256, "threads": segmenter.threads, "load_ms": load_ms,
+        "sha256": info.sha256, "threads": segmenter.threads, "provider": segmenter.provider, "load_ms": load_ms,
     })
     return segmenter

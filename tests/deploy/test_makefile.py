@@ -36,6 +36,8 @@ def dry_run(*arguments: str) -> list[str]:
         ("publish-model", "-m scripts.publish_model --model model/weights/unet.onnx --stack unet-segmentation"),
         ("lambda-size ARGS=--json", "-m scripts.lambda_size --json"),
         ("lambda-memory", "-m scripts.lambda_memory"),
+        ("serve-gpu", "-m uvicorn app.main:app --app-dir function --host 127.0.0.1 --port 8000"),
+        ("gpu-check ARGS=--threads=1", "-m scripts.gpu_check --out runs/gpu_check.json --threads=1"),
         ("build", "sam build"),
         ("deploy ARGS=--guided", "sam deploy --stack-name unet-segmentation --guided"),
     ],

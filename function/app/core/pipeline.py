@@ -43,6 +43,7 @@ class Rendered:
     summary: Summary
     model: ModelInfo
     timings_ms: dict[str, float]
+    provider: str = "CPUExecutionProvider"  # the execution provider that ran the model
 
     @property
     def result(self) -> Encoded:
@@ -83,7 +84,7 @@ def render(segmenter: Segmenter, source: bytes | Image.Image, limits: DecodeLimi
     # Give this request's freed buffers back now (outside the stages' timings): glibc keeps them
     # in this worker thread's arena, where the next request, often on the other worker, cannot use them.
     trim_heap()
-    return Rendered(encoded, summary, segmenter.info, watch.laps_ms)
+    return Rendered(encoded, summary, segmenter.info, watch.laps_ms, segmenter.provider)
 
 
 def make_outputs(segmented: Segmented, requested: Sequence[tuple[Output, RenderOptions]],

@@ -11,7 +11,7 @@ the boolean HxW mask at the image's own size and the milliseconds of each stage:
 - ``upsample``: sigmoid, then the probabilities resized (Pillow BILINEAR on a float
   "F" image) to the original size and thresholded there, for clean edges.
 
-Threads: intra-op = the CPUs the process may use (``app.cpus``), inter-op = 1, and
+Threads: intra-op = the CPUs the process may use (``app.core.cpus``), inter-op = 1, and
 no spinning, so an idle server does not burn CPU between requests
 (https://onnxruntime.ai/docs/performance/tune-performance/threading.html).
 ``run`` is thread-safe; concurrent requests share the one session.
@@ -19,8 +19,10 @@ no spinning, so an idle server does not burn CPU between requests
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -43,8 +45,13 @@ class Prediction:
     timings_ms: dict[str, float]
 
 
-def open_session(path: Path, threads: int) -> ort.InferenceSession:
-    """A CPU session with explicit threads, no spinning between requests, and no memory pattern.
+CPU_ONLY: tuple[tuple[str, dict[str, Any]], ...] = (("CPUExecutionProvider", {}),)
+
+
+def open_session(path: Path, threads: int, providers: Sequence[tuple[str, dict[str, Any]]] = CPU_ONLY
+                 ) -> ort.InferenceSession:
+    """A session on ``providers`` (``app.core.providers``) with the CPU's threads explicit, no spinning between
+    requests, and no memory pattern.
 
     The memory pattern (on by default) plans one block per input shape and keeps it on
     top of the arena; turning it off took ~75 MB off the served peak at the same speed
@@ -58,7 +65,7 @@ def open_session(path: Path, threads: int) -> ort.InferenceSession:
     options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), options, providers=list(providers))
     trim_heap()
     return session
 
@@ -72,9 +79,11 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 class Segmenter:
     """Owns the model's ``InferenceSession``; see the module docstring."""
 
-    def __init__(self, path: Path, sha256: str, threads: int | None = None) -> None:
+    def __init__(self, path: Path, sha256: str, threads: int | None = None,
+                 providers: Sequence[tuple[str, dict[str, Any]]] = CPU_ONLY) -> None:
         self.threads = threads or usable_cpus()
-        self._session = open_session(path, self.threads)
+        self._session = open_session(path, self.threads, providers)
+        self.provider: str = self._session.get_providers()[0]  # the one that runs (the others: fallbacks)
         self.spec: ModelSpec = read_spec(self._session.get_modelmeta().custom_metadata_map)
         self._input_name, self._output_name = self._check_graph()
         self._mean = np.asarray(self.spec.mean, dtype=np.float32)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.options import DEFAULT_ALPHA, DEFAULT_COLOR, Alpha, ColorValue
+from app.core.providers import CudaOptions, parse_preference
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # function/app
 CHECKOUT_MODEL = PACKAGE_DIR.parents[1] / "model" / "weights" / "unet.onnx"  # repo/function/app -> repo
@@ -78,6 +79,13 @@ class Settings(BaseSettings):
 
     LOG_LEVEL: str = "INFO"
 
+    # Execution providers, in order of preference (app.core.providers): cuda, tensorrt, openvino, dnnl, cpu.
+    # Those this onnxruntime build lacks are skipped; none available refuses the model (503).
+    INFERENCE_PROVIDERS: str = "cpu"
+    CUDA_DEVICE_ID: int = Field(default=0, ge=0)
+    CUDA_ARENA_EXTEND_STRATEGY: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kSameAsRequested"
+    CUDNN_CONV_ALGO_SEARCH: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
+
     # Concurrency. None: the CPUs this process may use (affinity and cgroup quota).
     INFERENCE_THREADS: int | None = Field(default=None, gt=0)  # onnxruntime intra-op threads
     MAX_CONCURRENCY: int | None = Field(default=None, gt=0)  # requests decoded and segmented at once
@@ -88,6 +96,19 @@ class Settings(BaseSettings):
     def _absolute_local_path(cls, value: str) -> str:
         """A local path is made absolute against the working directory now, so errors name the file tried."""
         return value if value.startswith(S3_SCHEME) else str(Path(value).expanduser().absolute())
+
+    @field_validator("INFERENCE_PROVIDERS")
+    @classmethod
+    def _known_providers(cls, value: str) -> str:
+        return ",".join(parse_preference(value))
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return parse_preference(self.INFERENCE_PROVIDERS)
+
+    @property
+    def cuda_options(self) -> CudaOptions:
+        return CudaOptions(self.CUDA_DEVICE_ID, self.CUDA_ARENA_EXTEND_STRATEGY, self.CUDNN_CONV_ALGO_SEARCH)
 
     @field_validator("LOG_LEVEL")
     @classmethod

@@ -58,13 +58,14 @@ async def root() -> dict[str, str]:
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Model not loaded."}})
 async def health(holder: HolderDep) -> Any:
-    """Readiness: 200 with the model's contract, metrics by split and sha256 once loaded, else 503 with the reason."""
+    """Readiness: 200 with the model's contract, metrics by split, sha256 and execution provider once loaded,
+    else 503 with the reason."""
     try:
         segmenter = await run_in_threadpool(holder.get)
     except ModelNotReady as not_ready:
         body = Health(status="unavailable", detail=not_ready.detail).model_dump()
         return JSONResponse(body, status_code=503, headers=retry_after(not_ready.retry_after_s))
-    return Health(status="ready", model=segmenter.info)
+    return Health(status="ready", model=segmenter.info, provider=segmenter.provider)
 
 
 @router.post("/predict", response_class=Response, responses=PREDICT_RESPONSES)
@@ -110,7 +111,7 @@ def _log_prediction(rendered: Rendered, options: RenderOptions, bytes_in: int) -
     summary = rendered.summary
     logger.info("prediction", extra={
         "width": summary.width, "height": summary.height, "bytes_in": bytes_in, "bytes_out": len(rendered.result.body),
-        "quality": rendered.result.quality,
+        "quality": rendered.result.quality, "provider": rendered.provider,
         "options": options.model_dump(mode="json"), "foreground_fraction": round(summary.foreground_fraction, 4),
         "timings_ms": {stage: round(ms, 2) for stage, ms in rendered.timings_ms.items()},
     })

@@ -62,6 +62,8 @@ class Health(BaseModel):
 
     status: Literal["ready", "unavailable"]
     model: ModelInfo | None = None  # the core's own dataclass: pydantic validates and documents it
+    provider: str | None = Field(default=None, examples=["CPUExecutionProvider", "CUDAExecutionProvider"],
+                                 description="The onnxruntime execution provider that runs the model.")
     detail: str | None = None
 
 

@@ -235,6 +235,7 @@ def test_health_reports_the_loaded_model(make_client: Callable, tiny_model_path:
                   "sha256": hashlib.sha256(tiny_model_path.read_bytes()).hexdigest(),
                   "input_height": 64, "input_width": 64, "channel_order": "RGB", "scale": 1 / 255,
                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "threshold": 0.5, "metrics": {}},
+        "provider": "CPUExecutionProvider",
         "detail": None,
     }
 

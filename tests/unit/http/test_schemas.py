@@ -32,8 +32,8 @@ def test_health_serialises_the_contract_and_its_sha256() -> None:
     info = ModelInfo(input_height=8, input_width=16, channel_order="RGB", scale=0.5, mean=(0.1, 0.2, 0.3),
                      std=(1.0, 1.0, 1.0), threshold=0.4, name="n", version="v",
                      metrics={"held_out": {"iou": 0.9}}, sha256="c" * 64)
-    assert Health(status="ready", model=info).model_dump(mode="json") == {
-        "status": "ready", "detail": None,
+    assert Health(status="ready", model=info, provider="CUDAExecutionProvider").model_dump(mode="json") == {
+        "status": "ready", "detail": None, "provider": "CUDAExecutionProvider",
         "model": {"input_height": 8, "input_width": 16, "channel_order": "RGB", "scale": 0.5,
                   "mean": [0.1, 0.2, 0.3], "std": [1.0, 1.0, 1.0], "threshold": 0.4, "name": "n", "version": "v",
                   "metrics": {"held_out": {"iou": 0.9}}, "sha256": "c" * 64},
