@@ -1,4 +1,5 @@
-"""Fixtures shared by every test layer: the models the server can load, and Lambda's invocation context."""
+"""Fixtures shared by every test layer: the models the server can load, the app in-process (TestClient, built
+by the app factory with the settings, model and queue a test wants), and Lambda's invocation context."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from app.core.model_holder import ModelHolder
+from app.core.settings import Settings
+from app.http.factory import create_app
+from app.http.work_queue import WorkQueue
+from app.runtime import build_holder
 from scripts.invoke import LambdaContext
 from tests.support import BUNDLED_MODEL
 
@@ -67,3 +74,34 @@ def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     previous = logger.registered_handler.setStream(buffer)
     yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
     logger.registered_handler.setStream(previous)
+
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture(scope="session")
+def tiny_holder(tiny_model_path: Path) -> ModelHolder:
+    holder = build_holder(Settings(MODEL_URI=str(tiny_model_path)))
+    holder.get()
+    return holder
+
+
+@pytest.fixture
+def make_client(tiny_model_path: Path, tiny_holder: ModelHolder) -> Iterator[ClientFactory]:
+    """``make_client(holder=..., work_queue=..., **settings)``: a fresh app with those, in a TestClient.
+
+    Defaults: the tiny model (loaded once), the settings' defaults, a work queue sized by the settings.
+    """
+    queues: list[WorkQueue] = []
+
+    def make(holder: ModelHolder | None = None, work_queue: WorkQueue | None = None,
+             raise_server_exceptions: bool = True, **settings: Any) -> TestClient:
+        configured = Settings(**{"MODEL_URI": str(tiny_model_path), **settings})
+        queue = work_queue or WorkQueue.from_settings(configured)
+        queues.append(queue)
+        app = create_app(configured, holder or tiny_holder, queue)
+        return TestClient(app, raise_server_exceptions=raise_server_exceptions)
+
+    yield make
+    for queue in queues:
+        queue.close()

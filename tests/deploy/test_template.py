@@ -69,17 +69,42 @@ def test_cfn_lint_would_catch_a_broken_template() -> None:
     assert [problem.rule.id for problem in lint(broken)] == ["E3012"]
 
 
-def test_http_api_routes_payload_v2_on_the_default_stage(template: dict[str, Any]) -> None:
-    events = resource(template, "ApiFunction")["Events"]
-    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()}
-    assert routes == {("GET", "/"), ("POST", "/predict"), ("POST", "/uploads"), ("GET", "/results/{id}"),
-                      ("GET", "/{proxy+}")}
-    for event in events.values():
-        assert event["Type"] == "HttpApi"
-        assert event["Properties"]["ApiId"] == {"Ref": "Api"}
-        assert event["Properties"]["PayloadFormatVersion"] == "2.0"
-    api = template["Resources"]["Api"]
-    assert api["Type"] == "AWS::Serverless::HttpApi" and "StageName" not in api["Properties"]  # $default
+ROUTES = {"GET /": "RootRoute", "GET /{proxy+}": "PagesRoute", "POST /predict": "PredictRoute",
+          "POST /predict/batch": "BatchRoute", "POST /uploads": "UploadsRoute", "GET /results/{id}": "ResultsRoute"}
+OPEN_ROUTES = {"GET /", "GET /{proxy+}"}  # liveness, /health, /ui, /docs: open in every AuthMode
+
+
+def routes(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = {name: node["Properties"] for name, node in template["Resources"].items()
+             if node["Type"] == "AWS::ApiGatewayV2::Route"}
+    return {properties["RouteKey"]: properties for properties in found.values()}
+
+
+def test_http_api_routes_reach_the_api_function_with_payload_v2(template: dict[str, Any]) -> None:
+    assert {key: name for name, node in template["Resources"].items() if node["Type"] == "AWS::ApiGatewayV2::Route"
+            for key in [node["Properties"]["RouteKey"]]} == ROUTES
+    for route in routes(template).values():
+        assert route["ApiId"] == {"Ref": "Api"} and route["Target"] == {"Fn::Sub": "integrations/${ApiIntegration}"}
+    integration = resource(template, "ApiIntegration")
+    assert (integration["IntegrationType"], integration["PayloadFormatVersion"]) == ("AWS_PROXY", "2.0")
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
+    stage = resource(template, "ApiStage")
+    assert (stage["StageName"], stage["AutoDeploy"]) == ("$default", True)
+    assert set(template["Resources"]["ApiStage"]["DependsOn"]) == set(ROUTES.values())  # route settings need them
+    permission = resource(template, "ApiInvokePermission")
+    assert (permission["Principal"], permission["FunctionName"]) == ("apigateway.amazonaws.com", {"Ref": "ApiFunction"})
+
+
+def test_uploads_and_batch_are_throttled_tighter_than_predictions(template: dict[str, Any]) -> None:
+    stage = resource(template, "ApiStage")
+    defaults = template["Parameters"]
+    assert stage["DefaultRouteSettings"] == {"ThrottlingBurstLimit": {"Ref": "ThrottleBurst"},
+                                             "ThrottlingRateLimit": {"Ref": "ThrottleRate"}}
+    for route in ("POST /uploads", "POST /predict/batch"):
+        assert stage["RouteSettings"][route] == {"ThrottlingBurstLimit": {"Ref": "UploadThrottleBurst"},
+                                                 "ThrottlingRateLimit": {"Ref": "UploadThrottleRate"}}
+    assert defaults["UploadThrottleBurst"]["Default"] < defaults["ThrottleBurst"]["Default"]
+    assert defaults["UploadThrottleRate"]["Default"] < defaults["ThrottleRate"]["Default"]
 
 
 def test_s3_trigger_listens_under_uploads_only(template: dict[str, Any]) -> None:

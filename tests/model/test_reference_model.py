@@ -31,11 +31,15 @@ def test_card_meets_the_bar(card: dict) -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_reproduces_the_cards_subset_iou(card: dict, bundled_model_path: Path) -> None:
-    subset = card["heldout_subset"]
-    result = evaluate(bundled_model_path, limit=subset["images"])
-    assert result["iou"] == pytest.approx(subset["iou"], abs=0.005)
-    assert result["dice"] == pytest.approx(subset["dice"], abs=0.005)
+@pytest.mark.timeout(900)  # ~1 min on a quiet 2-CPU machine, several on a loaded one
+def test_evaluate_reproduces_the_cards_held_out_figures(card: dict, bundled_model_path: Path) -> None:
+    """The card's 500-image figures recomputed, not trusted as typed (a last-digit wobble allowed: another CPU
+    may round a logit on the threshold the other way)."""
+    held_out = card["heldout"]
+    result = evaluate(bundled_model_path, limit=held_out["images"])
+    assert result["images"] == held_out["images"] == 500
+    for metric in ("iou", "dice", "mean_image_iou"):
+        assert result[metric] == pytest.approx(held_out[metric], abs=2e-5), metric
 
 
 def test_evaluate_cli_prints_json_last(tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 from pydantic import ValidationError
 
 from app.aws.keys import UPLOAD_PREFIX, OutputKeys, is_upload_key, output_keys, summary_key
-from app.aws.uploads import OPTIONS_METADATA
+from app.aws.uploads import OPTIONS_METADATA, OWNER_METADATA
 from app.core.imaging import DecodeLimits, ImageRejected
 from app.core.options import Output, RenderOptions
 from app.core.pipeline import Rendered, render
@@ -40,7 +40,14 @@ logger = logging.getLogger(__name__)
 
 
 class UploadUnusable(Exception):
-    """An upload that no retry can fix: deleted before we read it, over the byte limit (unread), bad options."""
+    """An upload that no retry can fix: deleted before we read it, over the byte limit (unread), bad options.
+
+    ``owner``: the caller it belongs to, where its metadata was read (the rejected summary keeps it).
+    """
+
+    def __init__(self, reason: str, owner: str | None = None) -> None:
+        super().__init__(reason)
+        self.owner = owner
 
 
 class ModelSource(Protocol):
@@ -59,10 +66,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class StoredImage:
-    """An upload's bytes and the options it carries."""
+    """An upload's bytes and its metadata (the upload flow's options and owner)."""
 
     data: bytes
-    options: RenderOptions
+    metadata: dict[str, str]
+
+    @property
+    def owner(self) -> str | None:
+        return self.metadata.get(OWNER_METADATA)
 
 
 def uploaded_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
@@ -88,23 +99,28 @@ class S3Trigger:
         segmenter = self.models.get()  # raises while the model is unavailable: Lambda retries the event
         try:
             stored = self._read(bucket, key)
-            keys = output_keys(key, stored.options)
-            rendered = render(segmenter, stored.data, self.limits, stored.options, also=extra_outputs(keys))
-        except (ImageRejected, UploadUnusable) as rejected:
-            return self._reject(bucket, key, str(rejected))
-        self._write(bucket, keys, rendered, done_summary(rendered, (bucket, key), stored.options, keys))
+            options = self._options(stored)
+            keys = output_keys(key, options)
+            rendered = render(segmenter, stored.data, self.limits, options, also=extra_outputs(keys))
+        except UploadUnusable as unusable:
+            return self._reject(bucket, key, str(unusable), unusable.owner)
+        except ImageRejected as rejected:
+            return self._reject(bucket, key, rejected.detail, stored.owner)
+        summary = {**done_summary(rendered, (bucket, key), options, keys), **owned_by(stored.owner)}
+        self._write(bucket, keys, rendered, summary)
         logger.info("segmented s3://%s/%s -> %s", bucket, key, keys.summary)
         inference_ms = sum(rendered.timings_ms.get(stage, 0.0) for stage in INFERENCE_STAGES)
         return Outcome(key, "processed", keys.result or keys.summary, round(inference_ms, 1))
 
-    def _reject(self, bucket: str, key: str, reason: str) -> Outcome:
+    def _reject(self, bucket: str, key: str, reason: str, owner: str | None) -> Outcome:
         logger.warning("skipping s3://%s/%s: %s", bucket, key, reason)
-        summary = {"status": "rejected", "reason": reason, "source": {"bucket": bucket, "key": key}}
+        summary = {"status": "rejected", "reason": reason, "source": {"bucket": bucket, "key": key},
+                   **owned_by(owner)}
         self._put(bucket, summary_key(key), json.dumps(summary, indent=2).encode(), JSON)
         return Outcome(key, "rejected", reason)
 
     def _read(self, bucket: str, key: str) -> StoredImage:
-        """The object's bytes and options; limits checked on its length before any byte is read."""
+        """The object's bytes and metadata; limits checked on its length before any byte is read."""
         from botocore.exceptions import ClientError  # here: botocore stays out of the HTTP path's start-up
 
         try:
@@ -113,16 +129,17 @@ class S3Trigger:
             if error.response.get("Error", {}).get("Code") in GONE_ERROR_CODES:
                 raise UploadUnusable(f"{key} no longer exists") from error
             raise
+        metadata = response.get("Metadata") or {}
         size = response["ContentLength"]
         if size > self.limits.max_bytes:
             response["Body"].close()
-            raise UploadUnusable(f"{size} bytes is over the {self.limits.max_bytes}-byte limit (S3_MAX_UPLOAD_BYTES)")
-        options = self._options(response.get("Metadata") or {})
-        return StoredImage(response["Body"].read(), options)
+            raise UploadUnusable(f"{size} bytes is over the {self.limits.max_bytes}-byte limit (S3_MAX_UPLOAD_BYTES)",
+                                 metadata.get(OWNER_METADATA))
+        return StoredImage(response["Body"].read(), metadata)
 
-    def _options(self, metadata: dict[str, str]) -> RenderOptions:
+    def _options(self, stored: StoredImage) -> RenderOptions:
         """The defaults with the upload's own options on top; options no retry can make valid are refused."""
-        given = metadata.get(OPTIONS_METADATA)
+        given = stored.metadata.get(OPTIONS_METADATA)
         if given is None:
             return self.defaults
         try:
@@ -131,7 +148,7 @@ class S3Trigger:
                 raise ValueError(f"{given!r} is not a JSON object")
             return self.defaults.with_overrides(options)
         except (ValueError, ValidationError) as invalid:  # JSONDecodeError is a ValueError
-            raise UploadUnusable(f"the upload's options are invalid ({invalid})") from None
+            raise UploadUnusable(f"the upload's options are invalid ({invalid})", stored.owner) from None
 
     def _write(self, bucket: str, keys: OutputKeys, rendered: Rendered, summary: dict[str, Any]) -> None:
         """The mask, then the result, then the summary: its presence means the others are there."""
@@ -143,6 +160,11 @@ class S3Trigger:
 
     def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         self.s3().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+
+def owned_by(owner: str | None) -> dict[str, str]:
+    """The summary's ``owner`` field, when the upload has one: GET /results/{id} answers only that caller."""
+    return {OWNER_METADATA: owner} if owner is not None else {}
 
 
 def extra_outputs(keys: OutputKeys) -> tuple[Output, ...]:

@@ -23,6 +23,8 @@ from app.aws.keys import summary_key, upload_key, uploads_of
 
 OPTIONS_FIELD = "x-amz-meta-options"  # S3 hands it back as Metadata["options"]
 OPTIONS_METADATA = "options"
+OWNER_FIELD = "x-amz-meta-owner"  # the caller's id (app.http.auth: a hash, never a key); Metadata["owner"]
+OWNER_METADATA = "owner"
 
 
 NO_CREDENTIALS = ("the upload flow cannot use S3 now (no AWS credentials to sign with): give the server "
@@ -59,21 +61,27 @@ class UploadFlow:
     def __init__(self, s3: Callable[[], Any], bucket: str, ttl_s: int, max_bytes: int) -> None:
         self.s3, self.bucket, self.ttl_s, self.max_bytes = s3, bucket, ttl_s, max_bytes
 
-    def create(self, filename: str, content_type: str, options: dict[str, Any]) -> Upload:
-        """A new id and a POST policy for it; ``options`` are the ones the client gave (already validated)."""
+    def create(self, filename: str, content_type: str, options: dict[str, Any], owner: str | None = None) -> Upload:
+        """A new id and a POST policy for it; ``options`` are the ones the client gave (already validated),
+        ``owner`` the caller's id, if one was identified (signed in too: only that caller reads the result)."""
         with _s3_errors_as_unavailable():
-            return self._sign(filename, content_type, options)
+            return self._sign(filename, content_type, options, owner)
 
-    def result(self, upload_id: str) -> ResultState | None:
-        """None when no upload has this id; else pending, done or rejected, from the summary."""
+    def result(self, upload_id: str, caller: str | None = None) -> ResultState | None:
+        """None when no upload has this id, or its result belongs to another caller; else pending, done or
+        rejected, from the summary. A result without an owner (uploaded to an open server) is anyone's."""
         with _s3_errors_as_unavailable():
-            return self._look_up(upload_id)
+            state = self._look_up(upload_id)
+        owner = (state.summary or {}).get(OWNER_METADATA) if state else None
+        return None if owner is not None and owner != caller else state
 
-    def _sign(self, filename: str, content_type: str, options: dict[str, Any]) -> Upload:
+    def _sign(self, filename: str, content_type: str, options: dict[str, Any], owner: str | None) -> Upload:
         upload_id = uuid.uuid4().hex
         encoded_options = json.dumps(options, separators=(",", ":"), sort_keys=True)
         fields = {"Content-Type": content_type, OPTIONS_FIELD: encoded_options}
-        conditions: list[Any] = [{"Content-Type": content_type}, {OPTIONS_FIELD: encoded_options},
+        if owner is not None:
+            fields[OWNER_FIELD] = owner
+        conditions: list[Any] = [*({name: value} for name, value in fields.items()),
                                  ["content-length-range", 1, self.max_bytes]]
         try:
             signed = self.s3().generate_presigned_post(

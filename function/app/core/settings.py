@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.options import DEFAULT_ALPHA, DEFAULT_COLOR, Alpha, ColorValue
@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     # longer than the credentials that signed them (a Lambda role's: hours).
     UPLOAD_BUCKET: str | None = None
     UPLOAD_URL_TTL_S: int = Field(default=900, gt=0, le=604_800)
+    # The most one presigned POST admits (None: S3_MAX_UPLOAD_BYTES, which it may not exceed).
+    UPLOAD_MAX_BYTES: int | None = Field(default=None, gt=0)
+
+    # Who may call the protected routes off AWS (on AWS, API Gateway's authorizer decides: template.yaml).
+    # A comma-separated list, or a file with one key per line (keys stay out of process listings).
+    # Neither set: the routes are open, as `make serve` is.
+    API_KEYS: str | None = None
+    API_KEYS_FILE: Path | None = None
 
     # Overlay defaults; requests may override each. A colour is "#rrggbb", "rrggbb" or "r,g,b".
     OVERLAY_COLOR: Annotated[ColorValue, NoDecode] = DEFAULT_COLOR  # NoDecode: a string, not JSON
@@ -109,6 +117,31 @@ class Settings(BaseSettings):
     @property
     def cuda_options(self) -> CudaOptions:
         return CudaOptions(self.CUDA_DEVICE_ID, self.CUDA_ARENA_EXTEND_STRATEGY, self.CUDNN_CONV_ALGO_SEARCH)
+
+    @field_validator("API_KEYS_FILE")
+    @classmethod
+    def _readable_keys_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"API_KEYS_FILE {value} is not a readable file: one API key per line")
+        return value
+
+    @model_validator(mode="after")
+    def _upload_cap_within_the_trigger_limit(self) -> Settings:
+        if self.UPLOAD_MAX_BYTES is not None and self.UPLOAD_MAX_BYTES > self.S3_MAX_UPLOAD_BYTES:
+            raise ValueError(f"UPLOAD_MAX_BYTES {self.UPLOAD_MAX_BYTES} is over S3_MAX_UPLOAD_BYTES "
+                             f"{self.S3_MAX_UPLOAD_BYTES}: the upload trigger would refuse such uploads")
+        return self
+
+    @property
+    def upload_max_bytes(self) -> int:
+        return self.UPLOAD_MAX_BYTES or self.S3_MAX_UPLOAD_BYTES
+
+    def api_keys(self) -> tuple[str, ...]:
+        """API_KEYS and the lines of API_KEYS_FILE (blank lines and # comments skipped), read now."""
+        listed = (self.API_KEYS or "").split(",")
+        filed = self.API_KEYS_FILE.read_text().splitlines() if self.API_KEYS_FILE else []
+        keys = (line.strip() for line in [*listed, *filed])
+        return tuple(dict.fromkeys(key for key in keys if key and not key.startswith("#")))
 
     @field_validator("LOG_LEVEL")
     @classmethod

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Any
+
+from fastapi import Depends, FastAPI
 
 from app.aws.s3_client import get_s3_client
 from app.aws.uploads import UploadFlow
 from app.core.model_holder import ModelHolder
 from app.core.options import RenderOptions
 from app.core.settings import Settings
-from app.http import uploads
+from app.http import routes, uploads
+from app.http.auth import ApiKeys, require_caller
 from app.http.body_limit import BodySizeLimit
 from app.http.errors import install_error_handlers
-from app.http.routes import router
+from app.http.schemas import ErrorBody
 from app.http.work_queue import WorkQueue
 
 TITLE = "UNet segmentation"
 VERSION = "1.0.0"
 DESCRIPTION = "Binary image segmentation: upload an image, get it back with the foreground tinted."
+UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "API keys are configured and none (or a wrong one) was sent. "
+          "Header WWW-Authenticate: Bearer."},
+}
 
 
 def create_app(settings: Settings, holder: ModelHolder, work_queue: WorkQueue) -> FastAPI:
@@ -26,10 +33,12 @@ def create_app(settings: Settings, holder: ModelHolder, work_queue: WorkQueue) -
     app.state.settings, app.state.holder, app.state.work_queue = settings, holder, work_queue
     app.state.render_defaults = RenderOptions.from_settings(settings)
     app.state.upload_flow = upload_flow(settings)
+    app.state.api_keys = ApiKeys(keys) if (keys := settings.api_keys()) else None
     app.add_middleware(BodySizeLimit, max_file_bytes=settings.MAX_UPLOAD_BYTES)
     install_error_handlers(app)
-    app.include_router(router)
-    app.include_router(uploads.router)
+    app.include_router(routes.open_router)
+    for protected in (routes.router, uploads.router):
+        app.include_router(protected, dependencies=[Depends(require_caller)], responses=UNAUTHENTICATED)
     return app
 
 
@@ -37,4 +46,4 @@ def upload_flow(settings: Settings) -> UploadFlow | None:
     """The presigned-upload flow into UPLOAD_BUCKET; None (its routes answer 503) when that is unset."""
     if settings.UPLOAD_BUCKET is None:
         return None
-    return UploadFlow(get_s3_client, settings.UPLOAD_BUCKET, settings.UPLOAD_URL_TTL_S, settings.S3_MAX_UPLOAD_BYTES)
+    return UploadFlow(get_s3_client, settings.UPLOAD_BUCKET, settings.UPLOAD_URL_TTL_S, settings.upload_max_bytes)

@@ -1,4 +1,7 @@
-"""The routes: ``GET /`` (the seed's answer), ``GET /health`` and ``POST /predict``."""
+"""The routes: ``GET /`` (the seed's answer) and ``GET /health``, always open; ``POST /predict``, protected.
+
+``create_app`` includes ``router`` behind ``app.http.auth.require_caller``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import logging
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +19,7 @@ from app.core.options import RenderOptions
 from app.core.pipeline import Rendered, render
 from app.core.settings import Settings
 from app.core.timing import Stopwatch, server_timing
+from app.http.auth import caller_id
 from app.http.dependencies import HolderDep, RenderOptionsDep, SettingsDep, WorkQueueDep
 from app.http.errors import retry_after
 from app.http.schemas import ErrorBody, Health, ResultDocument, ValidationErrorBody
@@ -23,6 +27,7 @@ from app.http.schemas import ErrorBody, Health, ResultDocument, ValidationErrorB
 ROOT_MESSAGE = {"message": "UNet API is running!"}  # the seed service's answer, kept verbatim
 
 logger = logging.getLogger(__name__)
+open_router = APIRouter()
 router = APIRouter()
 
 
@@ -50,13 +55,14 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/")
+@open_router.get("/")
 async def root() -> dict[str, str]:
     """Liveness: the service answers."""
     return ROOT_MESSAGE
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Model not loaded."}})
+@open_router.get("/health", response_model=Health,
+                 responses={503: {"model": Health, "description": "Model not loaded."}})
 async def health(holder: HolderDep) -> Any:
     """Readiness: 200 with the model's contract, metrics by split, sha256 and execution provider once loaded,
     else 503 with the reason."""
@@ -75,6 +81,7 @@ async def predict(
     settings: SettingsDep,
     holder: HolderDep,
     work_queue: WorkQueueDep,
+    request: Request,
 ) -> Response:
     """Segment an image: the overlay (or mask, or cutout) at its size as PNG, JPEG or WebP, or the numbers as JSON."""
     watch = Stopwatch()
@@ -83,7 +90,7 @@ async def predict(
     job = partial(_predict_job, holder, data, settings, options, watch)
     rendered = await work_queue.run(job)
     _check_response_size(rendered, settings)
-    _log_prediction(rendered, options, len(data))
+    _log_prediction(rendered, options, len(data), caller_id(request))
     output = rendered.result
     return Response(output.body, media_type=output.media_type,
                     headers={"Server-Timing": server_timing(rendered.timings_ms), "Vary": "Accept"})
@@ -107,9 +114,10 @@ def _check_response_size(rendered: Rendered, settings: Settings) -> None:
         )
 
 
-def _log_prediction(rendered: Rendered, options: RenderOptions, bytes_in: int) -> None:
+def _log_prediction(rendered: Rendered, options: RenderOptions, bytes_in: int, caller: str | None) -> None:
     summary = rendered.summary
     logger.info("prediction", extra={
+        "caller": caller,
         "width": summary.width, "height": summary.height, "bytes_in": bytes_in, "bytes_out": len(rendered.result.body),
         "quality": rendered.result.quality, "provider": rendered.provider,
         "options": options.model_dump(mode="json"), "foreground_fraction": round(summary.foreground_fraction, 4),

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from app.aws.keys import UPLOAD_ID
 from app.aws.uploads import UploadFlow
 from app.core.options import RenderOptions
+from app.http.auth import caller_id
 from app.http.errors import invalid_request
 from app.http.schemas import (
     ErrorBody,
@@ -53,7 +54,7 @@ def create_upload(upload: UploadRequest, flow: UploadFlowDep, request: Request) 
     """Sign an upload straight to S3 (any size up to the S3 limit): POST the file to `upload.url` with `fields`."""
     given = upload.options.model_dump(exclude_unset=True, exclude_none=True)  # only what the client chose
     _check_options(request.app.state.render_defaults, given)
-    signed = flow.create(upload.filename, upload.content_type, given)
+    signed = flow.create(upload.filename, upload.content_type, given, owner=caller_id(request))
     logger.info("upload signed", extra={"upload_id": signed.id, "content_type": upload.content_type,
                                         "options": given})
     return UploadCreated(id=signed.id, upload=UploadTarget(url=signed.url, fields=signed.fields),
@@ -74,9 +75,11 @@ def _check_options(defaults: RenderOptions, given: dict[str, Any]) -> None:
     responses={202: {"model": ResultPending, "description": "Uploaded, not processed yet: poll again."},
                404: {"model": ErrorBody, "description": "No upload has this id (yet)."}, **UNAVAILABLE},
 )
-def get_result(upload_id: UploadId, flow: UploadFlowDep) -> Any:
-    """Where an upload stands: 202 pending, then 200 done (presigned URLs of its outputs) or rejected (why)."""
-    state = flow.result(upload_id)
+def get_result(upload_id: UploadId, flow: UploadFlowDep, request: Request) -> Any:
+    """Where an upload stands: 202 pending, then 200 done (presigned URLs of its outputs) or rejected (why).
+
+    A result signed for an identified caller answers only that caller: 404 to anyone else."""
+    state = flow.result(upload_id, caller_id(request))
     if state is None:
         raise HTTPException(status_code=404, detail=f"no upload has the id {upload_id}: POST /uploads, then upload "
                                                     "the file to the URL it gives, before asking for its result")

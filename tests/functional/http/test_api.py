@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from app.core.model_holder import ModelHolder
 from app.core.settings import Settings
 from app.http.work_queue import WorkQueue
 from app.runtime import build_holder
-from tests.support import encode, noise
+from tests.support import encode, expected_overlay, noise
 
 
 def png(width: int = 40, height: int = 30) -> bytes:
@@ -143,6 +143,47 @@ def test_default_overlay_uses_the_configured_colour_and_alpha(make_client: Calla
     assert np.all(np.asarray(Image.open(io.BytesIO(response.content))) == 0)
 
 
+# id: (query, the colour and alpha the overlay must be drawn with); the mask is the same request's output=mask
+OVERLAY_OPTIONS = {
+    "defaults": ("", (255, 59, 48), 0.5),
+    "alpha-0-leaves-the-image": ("alpha=0", (255, 59, 48), 0.0),
+    "alpha-1-paints-solid": ("alpha=1", (255, 59, 48), 1.0),
+    "alpha-0.3": ("alpha=0.3", (255, 59, 48), 0.3),
+    "color-hex": ("color=00ff00", (0, 255, 0), 0.5),
+    "color-hash-hex": ("color=%23123456", (0x12, 0x34, 0x56), 0.5),
+    "color-triple-and-alpha": ("color=1,2,3&alpha=0.8", (1, 2, 3), 0.8),
+}
+
+
+@pytest.mark.parametrize(("query", "color", "alpha"), OVERLAY_OPTIONS.values(), ids=OVERLAY_OPTIONS)
+def test_each_overlay_option_changes_exactly_the_pixels_it_should(
+    make_client: Callable, query: str, color: tuple[int, int, int], alpha: float
+) -> None:
+    # GIVEN random pixels (every channel value occurs) at a threshold that gives both classes
+    client, image = make_client(), noise(57, 31, seed=8)
+    data = upload(encode(image))
+    mask = np.asarray(Image.open(io.BytesIO(client.post("/predict?output=mask&threshold=0.5", files=data).content)))
+    assert 0 < np.count_nonzero(mask) < mask.size
+    # WHEN the overlay is asked for with these options THEN the documented formula, pixel for pixel
+    response = client.post(f"/predict?threshold=0.5&{query}", files=data)
+    overlay = np.asarray(Image.open(io.BytesIO(response.content)))
+    np.testing.assert_array_equal(overlay, expected_overlay(np.asarray(image), mask == 255, color, alpha))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_results_are_upright_pixel_for_pixel(make_client: Callable, orientation: int) -> None:
+    """alpha=0 returns the decoded image itself: it must be Pillow's own EXIF-transposed decode of the same
+    bytes, so orientation 6 (rotate 270) and 8 (rotate 90), and every mirror, are told apart."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(noise(40, 20, seed=orientation), "JPEG", exif=exif.tobytes())
+    response = make_client().post("/predict?alpha=0", files=upload(data, "a.jpg", "image/jpeg"))
+    with Image.open(io.BytesIO(data)) as original:
+        upright = ImageOps.exif_transpose(original)
+        expected = np.asarray(upright.convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(response.content))), expected)
+
+
 @pytest.mark.parametrize(("orientation", "size"), [(1, (40, 20)), (6, (20, 40)), (8, (20, 40)), (3, (40, 20))])
 def test_results_follow_the_exif_orientation(make_client: Callable, orientation: int, size: tuple) -> None:
     exif = Image.Exif()
@@ -263,7 +304,7 @@ def test_openapi_documents_the_png_response_options_and_errors(make_client: Call
     content = operation["responses"]["200"]["content"]
     assert set(content) == {"image/png", "image/jpeg", "image/webp", "application/json"}
     assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/ResultDocument"}
-    assert set(operation["responses"]) == {"200", "400", "413", "415", "422", "429", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "413", "415", "422", "429", "503"}
     assert [p["name"] for p in operation["parameters"]] == ["threshold", "alpha", "color", "output", "format",
                                                             "quality"]
     assert all(p["in"] == "query" and p["description"] for p in operation["parameters"])

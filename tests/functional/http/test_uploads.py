@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 
 REQUEST = {"filename": "cat.jpg", "content_type": "image/jpeg", "options": {"format": "webp"}}
@@ -69,6 +70,7 @@ def test_s3_out_of_reach_is_a_503_with_retry_after(make_client: Callable, monkey
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a session of an earlier test keeps its credentials
     from app.aws.s3_client import get_s3_client
 
     get_s3_client.cache_clear()

@@ -226,11 +226,15 @@ def test_bad_upload_is_logged_and_summarised_as_rejected(
     ("limits", "status", "detail"),
     [
         ({"S3_MAX_UPLOAD_BYTES": 10_000}, "rejected", "21210 bytes is over the 10000-byte limit (s3_max_upload_bytes)"),
+        ({"S3_MAX_UPLOAD_BYTES": 21_209}, "rejected", "21210 bytes is over the 21209-byte limit"),  # one byte over
+        ({"S3_MAX_UPLOAD_BYTES": 21_210}, "processed", "overlays/my photo+1.jpg.png"),  # exactly the limit: taken
         ({"S3_MAX_PIXELS": 100_000}, "rejected", "103257 pixels"),
+        ({"S3_MAX_PIXELS": 103_257}, "processed", "overlays/my photo+1.jpg.png"),  # 447 x 231 exactly
         # the HTTP limits do not apply to S3 uploads
         ({"MAX_UPLOAD_BYTES": 1_000, "MAX_PIXELS": 1_000}, "processed", "overlays/my photo+1.jpg.png"),
     ],
-    ids=["bytes-over-s3-limit", "pixels-over-s3-limit", "http-limits-do-not-apply"],
+    ids=["bytes-over-s3-limit", "one-byte-over", "bytes-at-the-limit", "pixels-over-s3-limit", "pixels-at-the-limit",
+         "http-limits-do-not-apply"],
 )
 def test_s3_limits_apply(s3: Any, tiny_trigger: Any, limits: dict[str, int], status: str, detail: str) -> None:
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())

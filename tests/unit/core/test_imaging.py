@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 from collections.abc import Callable
 
@@ -96,13 +95,11 @@ def test_declared_pixels_over_the_limit_are_refused_without_decoding(
         raise AssertionError("decoded pixels despite the limit")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load_forbidden)
-    started = time.perf_counter()
-    # WHEN decoded with a 50 MP limit THEN 413, quickly
+    # WHEN decoded with a 50 MP limit THEN 413 (load_forbidden proves no pixel was decoded first)
     with pytest.raises(ImageTooLarge) as raised:
         decode_image(data, DecodeLimits(max_bytes=10**6, max_pixels=50_000_000))
     assert raised.value.status_code == 413
     assert "pixel limit" in raised.value.detail
-    assert time.perf_counter() - started < 0.5
 
 
 @pytest.mark.parametrize(("max_pixels", "accepted"), [(12 * 10, True), (12 * 10 - 1, False)])

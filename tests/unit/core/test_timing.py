@@ -1,28 +1,39 @@
-"""app.core.timing: stage laps and the Server-Timing header."""
+"""app.core.timing: stage laps on a clock the test moves by hand, and the Server-Timing header."""
 
 from __future__ import annotations
 
-import time
+import pytest
 
 from app.core.timing import Stopwatch, server_timing
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_laps_measure_consecutive_stages_and_merge_keeps_foreign_laps() -> None:
-    watch = Stopwatch()
-    time.sleep(0.02)
-    watch.lap("first")
+    clock = Clock()
+    watch = Stopwatch(clock=clock)
+    clock.now += 0.020
+    assert watch.lap("first") == pytest.approx(20.0)
+    clock.now += 0.5  # time spent elsewhere, reported by its own watch
     watch.merge({"infer": 5.0})
+    clock.now += 0.003
     watch.lap("second")
-    watch.lap("first")
+    clock.now += 0.001
+    watch.lap("first")  # the same stage again adds up
     assert list(watch.laps_ms) == ["first", "infer", "second"]
-    assert 15.0 <= watch.laps_ms["first"] < 1000.0
-    assert watch.laps_ms["infer"] == 5.0
-    assert watch.laps_ms["second"] < 15.0
+    assert watch.laps_ms == pytest.approx({"first": 21.0, "infer": 5.0, "second": 3.0})
 
 
 def test_stopwatch_can_start_from_an_earlier_instant() -> None:
-    watch = Stopwatch(start=time.perf_counter() - 1.0)
-    assert watch.lap("waited") >= 1000.0
+    clock = Clock()
+    watch = Stopwatch(start=clock.now - 1.0, clock=clock)
+    assert watch.lap("waited") == pytest.approx(1000.0)
 
 
 def test_server_timing_header() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -44,6 +44,15 @@ def test_exceptions_reach_the_caller_and_free_the_slot() -> None:
     assert queue.admitted == 0
 
 
+async def until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
+    """Yields to the loop until ``condition()`` holds; fails (not hangs) after ``deadline_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while not condition():
+        assert loop.time() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.005)
+
+
 @pytest.mark.parametrize(("workers", "max_waiting"), [(1, 0), (1, 2), (2, 1)])
 def test_beyond_workers_plus_queue_requests_are_refused_at_once(workers: int, max_waiting: int) -> None:
     # GIVEN every worker and queue place taken by work that waits for a release
@@ -51,8 +60,8 @@ def test_beyond_workers_plus_queue_requests_are_refused_at_once(workers: int, ma
     capacity = workers + max_waiting
 
     async def scenario() -> tuple[list[int], int]:
-        held = [asyncio.ensure_future(queue.run(lambda i=i: release.wait() and i)) for i in range(capacity)]
-        await asyncio.sleep(0.05)
+        held = [asyncio.ensure_future(queue.run(lambda i=i: release.wait(10) and i)) for i in range(capacity)]
+        await until(lambda: queue.admitted == capacity)
         # WHEN one more arrives THEN it is refused without waiting
         with pytest.raises(QueueFull, match=f"all {workers} workers are busy"):
             await queue.run(lambda: -1)
@@ -78,13 +87,10 @@ def test_a_slot_stays_taken_until_abandoned_work_really_ends() -> None:
         running = asyncio.ensure_future(queue.run(slow))
         await asyncio.to_thread(started.wait, 5)
         running.cancel()  # the client went away; the thread cannot be stopped
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
         assert queue.admitted == 1
         release.set()
-        for _ in range(100):
-            if queue.admitted == 0:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: queue.admitted == 0)
 
     run(scenario())
     assert queue.admitted == 0
