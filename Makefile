@@ -8,7 +8,7 @@ MODEL ?= model/weights/unet.onnx
 EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 
-.PHONY: serve test lint bench train export evaluate invoke build deploy publish-model lambda-size clean
+.PHONY: serve test lint bench train export evaluate quantize invoke build deploy publish-model lambda-size clean
 
 # --- environments: one venv, created on first use, refreshed when a requirements file changes
 $(VENV)/.serve-installed: requirements-serve.txt function/requirements.txt
@@ -43,6 +43,9 @@ export: $(VENV)/.dev-installed  ## make export CKPT=runs/mine/best.pt OUT=runs/m
 
 evaluate: $(VENV)/.dev-installed  ## held-out IoU/Dice of an ONNX model
 	$(PY) -m model.evaluate $(MODEL)
+
+quantize: $(VENV)/.dev-installed  ## int8 model, kept only if it passes the accuracy gate: make quantize ARGS="model/weights/unet.onnx model/weights/unet-int8.onnx"
+	$(PY) -m model.quantize $(ARGS)
 
 # --- AWS (docs/deploy.md). invoke and lambda-size need neither Docker nor an AWS account.
 .PHONY: lambda-memory
