@@ -219,15 +219,14 @@ def with_metadata(model: onnx.ModelProto, source: onnx.ModelProto, extra: dict[s
 
 
 def write_atomically(model: onnx.ModelProto, out: Path) -> None:
-    """Save through a temporary file in ``out``'s folder, renamed over ``out`` only once complete."""
+    """Save to a temporary name beside ``out``, renamed over ``out`` only once complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-    os.close(handle)
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
-        onnx.save(model, temporary)
+        onnx.save(model, str(temporary))
         os.replace(temporary, out)
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
