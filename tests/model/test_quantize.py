@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -140,3 +141,19 @@ def test_calibration_draws_generated_training_frames(
     inputs = calibration_inputs(prep, 2)
     lowest, highest = ((0 - np.array(prep.mean)) / prep.std).min(), ((1 - np.array(prep.mean)) / prep.std).max()
     assert inputs.shape == (2, 3, 64, 64) and lowest - 1e-5 <= inputs.min() and inputs.max() <= highest + 1e-5
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "model" / "weights" / "unet-int8.onnx"
+CARD = SHIPPED.with_name("MODEL_CARD.md")
+
+
+def test_the_shipped_int8_model_passed_the_default_gate_and_its_card_names_it(bundled_model_path: Path) -> None:
+    metadata, source = metadata_of(SHIPPED), metadata_of(bundled_model_path)
+    assert {key: metadata[key] for key in source} == source and metadata["precision"] == "int8"
+    gate = json.loads(metadata["quantization_gate"])
+    assert gate["passed"] and gate["images"] >= quantize.GATE_IMAGES
+    assert (gate["min_mask_iou"], gate["max_iou_drop"]) == (quantize.MIN_MASK_IOU, quantize.MAX_IOU_DROP)
+    assert gate["mask_iou"] >= 0.99 and gate["iou_float"] - gate["iou_int8"] <= 0.005
+    assert json.loads(metadata["quantization"])["calibration_set"]["seed"] != HELDOUT_SEED
+    assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() in CARD.read_text()
+    assert SHIPPED.stat().st_size < 40_000_000
