@@ -11,7 +11,8 @@ EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help serve serve-gpu gpu-check test lint bench train export evaluate ensemble invoke lambda-size lambda-memory publish-model build deploy clean
+.PHONY: help serve serve-gpu gpu-check test lint bench train export evaluate ensemble quantize invoke lambda-size \
+	lambda-memory publish-model build deploy clean
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -72,6 +73,9 @@ evaluate: $(VENV)/.dev-installed  ## held-out IoU/Dice of an ONNX model: make ev
 
 ensemble: $(VENV)/.dev-installed  ## members and/or test-time flips as one ONNX graph: make ensemble ARGS="a.onnx b.onnx -o ens.onnx --tta hflip"
 	$(PY) -m model.ensemble $(ARGS)
+
+quantize: $(VENV)/.dev-installed  ## int8 model, kept only if it passes the accuracy gate: make quantize ARGS="model/weights/unet.onnx model/weights/unet-int8.onnx"
+	$(PY) -m model.quantize $(ARGS)
 
 # --- AWS (docs/deploy.md). invoke and lambda-size need neither Docker nor an AWS account.
 # make invoke: S3 events read and write moto on loopback; S3=aws uses your AWS configuration instead.

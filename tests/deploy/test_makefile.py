@@ -28,6 +28,7 @@ def dry_run(*arguments: str) -> list[str]:
         ("export CKPT=a.pt OUT=b.onnx ARGS=--version=2.0.0", "-m model.export a.pt b.onnx --version=2.0.0"),
         ("evaluate ARGS=--limit=50", "-m model.evaluate model/weights/unet.onnx --limit=50"),
         ("evaluate MODEL=x.onnx", "-m model.evaluate x.onnx"),
+        ("quantize ARGS=a.onnx", "-m model.quantize a.onnx"),
         ("ensemble ARGS=a.onnx", "-m model.ensemble a.onnx"),
         ("invoke EVENT=events/s3_put_upload.json", "-m scripts.invoke events/s3_put_upload.json --local-s3"),
         ("invoke EVENT=events/s3_put_upload.json S3=aws", "-m scripts.invoke events/s3_put_upload.json"),
