@@ -6,7 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-MODEL ?= model/weights/unet.onnx
+# The served default (app.core.settings); model/weights/unet.onnx is the fp32 reference it was quantised from.
+MODEL ?= model/weights/unet-int8.onnx
 EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check

@@ -280,11 +280,21 @@ def describe(config: QuantConfig, args: argparse.Namespace) -> dict[str, object]
 
 
 def publish(candidate: Path, source: onnx.ModelProto, result: dict[str, object], out: Path) -> int:
-    """Write the candidate to ``out`` with the source's metadata and the int8 keys; returns its size."""
+    """Write the candidate to ``out`` with the source's metadata and the int8 keys; returns its size.
+
+    ``metrics`` become the int8 model's own (the gate's held-out figures, labelled ``held_out``: the float
+    model's would describe another file), and the version says int8 (``1.0.0+int8``), so /health tells them apart.
+    """
+    props = {prop.key: prop.value for prop in source.metadata_props}
+    gate = result["gate"]
+    assert isinstance(gate, dict)
     extra = {
         "precision": "int8",
         "quantization": json.dumps(result["quantization"], sort_keys=True),
-        "quantization_gate": json.dumps(result["gate"], sort_keys=True),
+        "quantization_gate": json.dumps(gate, sort_keys=True),
+        "metrics": json.dumps({"held_out": {"iou": gate["iou_int8"], "images": gate["images"],
+                                            "mask_iou_vs_float": gate["mask_iou"]}}, sort_keys=True),
+        "model_version": f"{props.get('model_version', 'unversioned')}+int8",
     }
     write_atomically(with_metadata(onnx.load(str(candidate)), source, extra), out)
     log.info("gate passed: wrote %s (%d bytes)", out, out.stat().st_size)

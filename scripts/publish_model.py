@@ -1,6 +1,6 @@
 """Upload an ONNX model to the stack's bucket under models/ and print the parameters to deploy with.
 
-    make publish-model                                   # model/weights/unet.onnx -> stack unet-segmentation
+    make publish-model                                   # model/weights/unet-int8.onnx -> stack unet-segmentation
     python -m scripts.publish_model --model runs/mine/unet.onnx --stack my-stack
     python -m scripts.publish_model --bucket my-bucket   # any S3 endpoint (AWS_ENDPOINT_URL_S3 works)
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / "model" / "weights" / "unet.onnx"
+DEFAULT_MODEL = REPO / "model" / "weights" / "unet-int8.onnx"  # the served default (app.core.settings)
 DEFAULT_STACK = "unet-segmentation"
 MODELS_PREFIX = "models/"
 

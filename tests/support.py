@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED_MODEL = REPO / "model" / "weights" / "unet.onnx"
+BUNDLED_MODEL = REPO / "model" / "weights" / "unet.onnx"  # the fp32 reference model (its card, the golden test)
+DEFAULT_MODEL = REPO / "model" / "weights" / "unet-int8.onnx"  # what the service serves unless MODEL_URI says else
 EVENTS = REPO / "events"
 PNGSUITE = REPO.parent / "shared" / "corpus" / "pngsuite" / "png"
 SAMPLE_JPEG = EVENTS / "images" / "blobs.jpg"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO
+from tests.support import DEFAULT_MODEL, REPO
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def test_the_runtime_package_installs_with_every_layer(wheel: zipfile.ZipFile) -
 
 
 def test_the_bundled_model_installs_where_settings_look_for_it(wheel: zipfile.ZipFile) -> None:
-    [model] = [name for name in wheel.namelist() if name.endswith("share/unet-segmentation/unet.onnx")]
-    assert wheel.getinfo(model).file_size == (REPO / "model" / "weights" / "unet.onnx").stat().st_size
+    [model] = [name for name in wheel.namelist() if name.endswith("share/unet-segmentation/unet-int8.onnx")]
+    assert wheel.getinfo(model).file_size == DEFAULT_MODEL.stat().st_size
 
 
 def test_dependencies_are_the_pinned_runtime_requirements(wheel: zipfile.ZipFile) -> None:

@@ -274,8 +274,8 @@ def test_dockerfile_shape() -> None:
     lines = [line for line in (REPO / "function" / "Dockerfile").read_text().splitlines() if line and line[0] != "#"]
     assert lines[0] == "FROM public.ecr.aws/lambda/python:3.12"
     assert lines[-1] == 'CMD ["app.lambda_api.handler"]'
-    assert dockerfile_copies() == ["function/requirements.txt", "scripts/lambda_size.py", "model/weights/unet.onnx",
-                                   "function/app/"]
+    assert dockerfile_copies() == ["function/requirements.txt", "scripts/lambda_size.py",
+                                   "model/weights/unet-int8.onnx", "function/app/"]
 
 
 @pytest.mark.parametrize("source", dockerfile_copies())

@@ -48,7 +48,11 @@ def metadata_of(path: Path) -> dict[str, str]:
 def test_the_int8_model_keeps_the_float_models_metadata(int8_model: tuple[Path, dict], tiny_model_path: Path) -> None:
     out, result = int8_model
     source, metadata = metadata_of(tiny_model_path), metadata_of(out)
-    assert {key: metadata[key] for key in source} == source
+    own = {"metrics", "model_version"}  # the int8 model's own: its gate's figures, its version
+    assert {key: metadata[key] for key in source if key not in own} == {k: v for k, v in source.items() if k not in own}
+    assert metadata["model_version"] == f"{source['model_version']}+int8"
+    assert json.loads(metadata["metrics"]) == {"held_out": {"images": 8, "iou": result["gate"]["iou_int8"],
+                                                            "mask_iou_vs_float": result["gate"]["mask_iou"]}}
     assert read_preprocessing(metadata) == Preprocessing(height=64, width=64)
     assert metadata["precision"] == "int8"
     quantization, gate = json.loads(metadata["quantization"]), json.loads(metadata["quantization_gate"])
@@ -149,8 +153,12 @@ CARD = SHIPPED.with_name("MODEL_CARD.md")
 
 def test_the_shipped_int8_model_passed_the_default_gate_and_its_card_names_it(bundled_model_path: Path) -> None:
     metadata, source = metadata_of(SHIPPED), metadata_of(bundled_model_path)
-    assert {key: metadata[key] for key in source} == source and metadata["precision"] == "int8"
+    shared = set(source) - {"metrics", "model_version"}
+    assert {key: metadata[key] for key in shared} == {key: source[key] for key in shared}
+    assert metadata["precision"] == "int8" and metadata["model_version"] == "1.0.0+int8"
     gate = json.loads(metadata["quantization_gate"])
+    assert json.loads(metadata["metrics"]) == {"held_out": {"images": 500, "iou": gate["iou_int8"],
+                                                            "mask_iou_vs_float": gate["mask_iou"]}}
     assert gate["passed"] and gate["images"] >= quantize.GATE_IMAGES
     assert (gate["min_mask_iou"], gate["max_iou_drop"]) == (quantize.MIN_MASK_IOU, quantize.MAX_IOU_DROP)
     assert gate["mask_iou"] >= 0.99 and gate["iou_float"] - gate["iou_int8"] <= 0.005

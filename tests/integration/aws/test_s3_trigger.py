@@ -18,7 +18,7 @@ from app.core.model_holder import ModelNotReady
 from app.core.settings import Settings
 from app.runtime import build_holder
 from scripts.invoke import LambdaContext
-from tests.support import BUCKET, BUNDLED_MODEL, SAMPLE_JPEG, SAMPLE_PNG, expected_overlay, load_event, sha256_of
+from tests.support import BUCKET, DEFAULT_MODEL, SAMPLE_JPEG, SAMPLE_PNG, expected_overlay, load_event, sha256_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UPLOAD_KEY = "uploads/my photo+1.jpg"  # events/s3_put_upload.json's key, "uploads/my+photo%2B1.jpg", decoded
@@ -115,7 +115,7 @@ def test_summary_describes_the_mask_and_the_model(
         "source": {"bucket": BUCKET, "key": UPLOAD_KEY},
         "image": {"width": 447, "height": 231},
         **foreground(bundled_mask(sample(SAMPLE_JPEG))),
-        "model": {"name": "unet-synthetic-blobs", "version": "1.0.0", "sha256": sha256_of(BUNDLED_MODEL)},
+        "model": {"name": "unet-synthetic-blobs", "version": "1.0.0+int8", "sha256": sha256_of(DEFAULT_MODEL)},
         "options": {"output": "overlay", "format": "png", "quality": None, "color": "#ff3b30", "alpha": 0.5,
                     "threshold": None},  # no options in the object's metadata: the settings' defaults
         "outputs": {"result": "overlays/my photo+1.jpg.png", "mask": "overlays/my photo+1.jpg.mask.png"},

@@ -42,7 +42,7 @@ def test_defaults(clean_env: pytest.MonkeyPatch, name: str, expected: object) ->
 
 
 def test_model_uri_defaults_to_the_bundled_model_of_this_checkout(clean_env: pytest.MonkeyPatch) -> None:
-    assert Settings().MODEL_URI == str(REPO / "model" / "weights" / "unet.onnx")
+    assert Settings().MODEL_URI == str(REPO / "model" / "weights" / "unet-int8.onnx")
 
 
 def test_model_uri_falls_back_to_the_image_copy_then_the_installed_one(
