@@ -4,21 +4,27 @@
 
 1. the byte size (``ImageTooLarge``, 413);
 2. the format, from the header, against ``ALLOWED_FORMATS`` (JPEG, PNG, WebP, GIF,
-   BMP, TIFF). Only those Pillow plugins ever parse the bytes: the others (PSD, FLI,
-   DDS, EPS, ...) are attack surface with no use here (``UnsupportedFormat``, 415);
-3. the pixel count the header declares (``ImageTooLarge``, 413);
+   BMP, TIFF, HEIF, AVIF; HEIF and AVIF by their ``ftyp`` brands, ``app.core.heif``).
+   Only those Pillow plugins ever parse the bytes: the others (PSD, FLI, DDS, EPS, ...)
+   are attack surface with no use here (``UnsupportedFormat``, 415);
+3. the pixel count the header declares (``ImageTooLarge``, 413): for HEIF and AVIF the
+   container's ``ispe``, read before any tile is decoded;
 
-then decodes the first frame, applies the EXIF orientation and converts to RGB:
+then decodes the first frame (HEIF: the primary image), applies the orientation (EXIF;
+HEIF and AVIF: their ``irot``/``imir``, once, ``app.core.heif``) and converts to RGB:
 
 - transparency (alpha channels, palette or single-colour ``tRNS`` transparency) is
   composited over white, as a viewer on a white page shows the image;
 - 16-bit and 32-bit greyscale is scaled to 8 bits by its range (16-bit: /257;
   float in 0..1: x255; values outside 0..65535: min-max), not clipped to white;
+  10- and 12-bit HEIF and AVIF are scaled to 8 bits by their decoders;
 - CMYK, YCbCr, 1-bit and palette images convert with Pillow's conversions.
 
-Anything Pillow raises while decoding becomes ``CorruptImage`` (400), or
-``ImageTooLarge`` for memory exhaustion. Every rejection carries ``status_code``
-and a ``detail`` that says what to send instead.
+The decoded image's ``info`` holds one entry at most: ``icc_profile``, the input's RGB
+ICC profile (``app.core.colour.rgb_profile``); the rest described the file, not these
+pixels. Anything Pillow raises while decoding becomes ``CorruptImage`` (400), or
+``ImageTooLarge`` for memory exhaustion. Every rejection carries ``status_code`` and a
+``detail`` that says what to send instead.
 """
 
 from __future__ import annotations
@@ -33,14 +39,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from app.core.colour import rgb_profile
+from app.core.heif import ftyp_brands, heif_format
+
 if TYPE_CHECKING:
     from app.core.settings import Settings
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # Pillow's plugin names
-ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")  # Pillow's plugin names
+ACCEPTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
 # The media types that name those formats, for callers that declare one (the upload flow's POST
 # policy pins it). Only a label: the bytes are still sniffed and decoded by the allow-list above.
-MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff", "image/heic",
+               "image/heif", "image/avif")
 WHITE = (255, 255, 255)
 
 # Our pixel limit is checked right after the header is read, where Pillow's own
@@ -80,7 +90,7 @@ SIGNATURES = (
     (0, b"8BPS", "PSD"), (0, b"%PDF", "PDF"), (0, b"%!PS", "EPS"), (0, b"\xc5\xd0\xd3\xc6", "EPS"),
     (0, b"DDS ", "DDS"), (0, b"\x00\x00\x01\x00", "ICO"), (0, b"\x00\x00\x02\x00", "CUR"), (0, b"icns", "ICNS"),
     (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"), (0, b"\xffO\xffQ", "JPEG 2000"),
-    (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"), (0, b"\xff\x0a", "JPEG XL"), (4, b"ftyp", "HEIF/AVIF"),
+    (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"), (0, b"\xff\x0a", "JPEG XL"),
     (4, b"\x11\xaf", "FLI"), (4, b"\x12\xaf", "FLC"), (0, b"qoif", "QOI"), (0, b"gimp xcf", "XCF"),
     (0, b"\x01\xda", "SGI"), (0, b"\x59\xa6\x6a\x95", "Sun raster"), (0, b"\xb1\x68\xde\x3a", "DCX"),
     (0, b"BLP1", "BLP"), (0, b"BLP2", "BLP"), (0, b"DanM", "MSP"), (0, b"LinS", "MSP"),
@@ -141,8 +151,10 @@ def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
     with _rejecting_decode_errors():
         image.load()
         orientation = exif_orientation(image)
-        rgb = to_rgb(image)
-        return upright(rgb, orientation)
+        profile = rgb_profile(image)
+        decoded = upright(to_rgb(image), orientation)
+    decoded.info = {"icc_profile": profile} if profile else {}
+    return decoded
 
 
 def _check_byte_size(data: bytes, limits: DecodeLimits) -> None:
@@ -157,9 +169,11 @@ def _check_byte_size(data: bytes, limits: DecodeLimits) -> None:
 
 def _open_allowed(data: bytes) -> ImageFile.ImageFile:
     """Reads the header with the allowed plugins only; says why when none accepts it."""
+    formats = _plugins_for(data)
     with _rejecting_decode_errors():
         try:
-            return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # type: ignore[return-value]
+            if formats:
+                return Image.open(io.BytesIO(data), formats=formats)  # type: ignore[return-value]
         except UnidentifiedImageError:
             pass
     found = sniff_format(data)
@@ -170,10 +184,21 @@ def _open_allowed(data: bytes) -> ImageFile.ImageFile:
     raise UnsupportedFormat(f"{found} images are not accepted: send a {ACCEPTED} image")
 
 
+def _plugins_for(data: bytes) -> tuple[str, ...]:
+    """The plugins that may parse ``data``: an ISO media file's one by its brands (none if not HEIF/AVIF)."""
+    if not ftyp_brands(data):
+        return ALLOWED_FORMATS
+    found = heif_format(data)
+    return (found,) if found else ()
+
+
 def sniff_format(data: bytes) -> str | None:
     """The format a file's signature names, or None; only to word a rejection, never to decode."""
     if data.endswith(TGA_FOOTER):  # first: a TGA's header can look like an ICO's or CUR's
         return "TGA"
+    brands = ftyp_brands(data)
+    if brands:  # ISO media: HEIF, AVIF, or a video or raw format (MP4 "isom", Canon CR3 "crx ", ...)
+        return heif_format(data) or f"ISO media ({brands[0].strip()!r} brand)"
     for offset, magic, name in SIGNATURES:
         if data[offset : offset + len(magic)] == magic:
             return name

@@ -106,7 +106,9 @@ class ValidationErrorBody(BaseModel):
     detail: list[dict[str, Any]]
 
 
-UploadContentType = Literal["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff"]
+# app.core.imaging.MEDIA_TYPES: a label the POST policy pins; the bytes are still sniffed.
+UploadContentType = Literal["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff",
+                            "image/heic", "image/heif", "image/avif"]
 
 
 class UploadOptions(PredictOptions):

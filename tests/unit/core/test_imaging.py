@@ -1,4 +1,4 @@
-"""app.core.imaging: limits before decoding, the format allow-list, EXIF orientation, colour modes, errors."""
+"""app.core.imaging: limits before decoding, the format allow-list, orientation, colour modes, profiles, errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import zlib
 from collections.abc import Callable
 
 import numpy as np
+import pi_heif
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageCms, ImageFile
 
 from app.core.imaging import (
     ALLOWED_FORMATS,
@@ -20,6 +21,18 @@ from app.core.imaging import (
     UnsupportedFormat,
     decode_image,
     sniff_format,
+)
+from tests.samples import (
+    DISPLAY_P3_ICC,
+    avif,
+    avif_10bit,
+    bit_depth,
+    box_types,
+    declaring,
+    grey_levels_16bit,
+    heic,
+    heic_10bit,
+    oriented,
 )
 
 ROOMY = DecodeLimits(max_bytes=50_000_000, max_pixels=50_000_000)
@@ -82,19 +95,34 @@ def test_file_of_exactly_the_byte_limit_is_decoded() -> None:
 # --- 2. pixel count, from the header, before decoding -------------------------------------------
 
 
+def noise_image(width: int, height: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+# A 64x64 HEIC or AVIF whose ispe box claims 11000x11000 (121 MP). Undefended, Pillow's AVIF
+# decoder takes ~2 s and 363 MB "decoding" it; libheif refuses it only after decoding the tile.
+HEIC_BOMB = declaring(heic(noise_image(64, 64)), 11_000, 11_000)
+AVIF_BOMB = declaring(avif(noise_image(64, 64)), 11_000, 11_000)
+
+
 @pytest.mark.parametrize(
     "data",
-    [png_declaring(100_000, 100_000), jpeg_declaring(65_000, 65_000), png_declaring(50_001, 1_000)],
-    ids=["png-10-gigapixels", "jpeg-4-gigapixels", "png-just-over"],
+    [png_declaring(100_000, 100_000), jpeg_declaring(65_000, 65_000), png_declaring(50_001, 1_000), HEIC_BOMB,
+     AVIF_BOMB],
+    ids=["png-10-gigapixels", "jpeg-4-gigapixels", "png-just-over", "heic-121-megapixels", "avif-121-megapixels"],
 )
 def test_declared_pixels_over_the_limit_are_refused_without_decoding(
     data: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a tiny file that declares a huge image, and a load() that must never run
+    # GIVEN a tiny file that declares a huge image, and a load() that must never run, in every plugin
     def load_forbidden(self: ImageFile.ImageFile) -> None:
         raise AssertionError("decoded pixels despite the limit")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load_forbidden)
+    Image.init()
+    for factory, _ in (Image.OPEN[plugin] for plugin in ALLOWED_FORMATS):
+        if isinstance(factory, type):  # the HEIF and AVIF plugins have a load() of their own
+            monkeypatch.setattr(factory, "load", load_forbidden)
     # WHEN decoded with a 50 MP limit THEN 413 (load_forbidden proves no pixel was decoded first)
     with pytest.raises(ImageTooLarge) as raised:
         decode_image(data, DecodeLimits(max_bytes=10**6, max_pixels=50_000_000))
@@ -124,8 +152,8 @@ def fli(magic: int) -> bytes:  # Autodesk FLI/FLC: size, magic 0xAF11/0xAF12 at 
     return struct.pack("<IHHHHHH", 128, magic, 1, 8, 8, 8, 0) + b"\x00" * 114
 
 
-def heic() -> bytes:  # ISO BMFF: box size, "ftyp", brand
-    return struct.pack(">I", 24) + b"ftypheic" + b"\x00" * 4 + b"mif1heic" + b"\x00" * 32
+def ftyp_only(major: bytes, *compatible: bytes) -> bytes:  # ISO BMFF: box size, "ftyp", brands, no image
+    return struct.pack(">I", 16 + 4 * len(compatible)) + b"ftyp" + major + bytes(4) + b"".join(compatible) + bytes(32)
 
 
 def svg() -> bytes:
@@ -147,7 +175,9 @@ DISALLOWED = {
     "ICO": pillow_written("ICO"),
     "ICNS": pillow_written("ICNS"),
     "JPEG 2000": pillow_written("JPEG2000"),
-    "HEIF/AVIF": heic,
+    "ISO media ('isom' brand)": lambda: ftyp_only(b"isom", b"isom", b"mp41"),  # an MP4 video
+    "ISO media ('crx' brand)": lambda: ftyp_only(b"crx ", b"crx ", b"isom"),  # a Canon CR3 raw photo
+    "ISO media ('hevc' brand)": lambda: ftyp_only(b"hevc", b"hevc", b"iso8"),  # a HEVC sequence: not our brands
     "PNM": pillow_written("PPM"),
     "PCX": pillow_written("PCX"),
     "SGI": pillow_written("SGI"),
@@ -206,14 +236,19 @@ ALLOWED_SAMPLES = {
     "GIF-first-frame": (animated_gif, (200, 10, 10)),
     "BMP": (lambda: encode(Image.new("RGB", (6, 4), (1, 2, 3)), "BMP"), (1, 2, 3)),
     "TIFF-first-page": (multipage_tiff, (1, 2, 3)),
+    "HEIC": (lambda: heic(Image.new("RGB", (6, 4), (1, 2, 3))), (1, 2, 3)),
+    "AVIF": (lambda: avif(Image.new("RGB", (6, 4), (1, 2, 3)), quality=100, subsampling="4:4:4"), None),
 }
 
 
 @pytest.mark.parametrize(("make", "colour"), ALLOWED_SAMPLES.values(), ids=ALLOWED_SAMPLES.keys())
-def test_allowed_formats_decode_to_rgb(make: Callable[[], bytes], colour: tuple[int, int, int]) -> None:
+def test_allowed_formats_decode_to_rgb(make: Callable[[], bytes], colour: tuple[int, int, int] | None) -> None:
     image = decode_image(make(), ROOMY)
     assert (image.mode, image.size) == ("RGB", (6, 4))
-    assert set(pixels(image)) == {colour}
+    if colour is None:  # AVIF at quality 100 is near-lossless: YCbCr rounding moves a level or two
+        assert np.abs(np.asarray(image, np.int16) - np.array((1, 2, 3))).max() <= 2
+    else:
+        assert set(pixels(image)) == {colour}
 
 
 # --- 4. corrupt input -------------------------------------------------------------------------
@@ -231,10 +266,23 @@ def bad_ihdr_crc() -> bytes:
     return bytes(data)
 
 
+def truncated_heif(fmt: str, keep: int) -> bytes:
+    """The first ``keep`` bytes of a 64x64 HEIC or AVIF (negative: all but the last ``-keep``)."""
+    data = heic(noise_image(64, 64)) if fmt == "HEIF" else avif(noise_image(64, 64))
+    return data[:keep]
+
+
 CORRUPT = {
     "truncated-png": (lambda: truncated("PNG"), "could not be decoded"),
     "truncated-jpeg": (lambda: truncated("JPEG"), "could not be decoded"),
     "truncated-webp": (lambda: truncated("WEBP"), ""),
+    # HEIF/AVIF: the container (ftyp, meta: ~400 bytes) first, the coded image (mdat) last
+    "truncated-heic-image-data": (lambda: truncated_heif("HEIF", -100), "could not be decoded"),
+    "truncated-heic-container": (lambda: truncated_heif("HEIF", 100), "looks like HEIF but its header is corrupt"),
+    "truncated-avif-image-data": (lambda: truncated_heif("AVIF", -100), "could not be decoded"),
+    "truncated-avif-container": (lambda: truncated_heif("AVIF", 100), "looks like AVIF but its header is corrupt"),
+    "heic-ftyp-only": (lambda: ftyp_only(b"heic", b"mif1", b"heic"), "looks like HEIF but its header is corrupt"),
+    "avif-ftyp-only": (lambda: ftyp_only(b"avif", b"avif", b"mif1"), "looks like AVIF but its header is corrupt"),
     "png-bad-header-crc": (bad_ihdr_crc, "looks like PNG but its header is corrupt"),
     "png-signature-only": (lambda: b"\x89PNG\r\n\x1a\n", "looks like PNG"),
     "jpeg-soi-only": (lambda: b"\xff\xd8\xff\xe0", "JPEG"),
@@ -438,7 +486,150 @@ def test_unsupported_colour_mode_gets_415() -> None:
         (b"P6\n8 8\n255\n", "PNM"),
         (b"PK\x03\x04", None),
         (b"", None),
+        (ftyp_only(b"heic", b"mif1", b"heic"), "HEIF"),
+        (ftyp_only(b"heix", b"mif1", b"heix"), "HEIF"),
+        (ftyp_only(b"mif1", b"mif1", b"heic"), "HEIF"),
+        (ftyp_only(b"msf1", b"msf1"), "HEIF"),
+        (ftyp_only(b"avif", b"avif", b"mif1", b"miaf"), "AVIF"),
+        (ftyp_only(b"avis", b"avis", b"msf1"), "AVIF"),
+        (ftyp_only(b"mif1", b"mif1", b"avif"), "AVIF"),  # mif1 says "a HEIF image": the compatible avif decides
+        (ftyp_only(b"isom", b"isom", b"mp41"), "ISO media ('isom' brand)"),
+        (b"\x00\x00\x00\x18ftyp", None),  # the box's header without a brand
     ],
 )
 def test_sniff_format(head: bytes, expected: str | None) -> None:
     assert sniff_format(head) == expected
+
+
+# --- 8. HEIF and AVIF: orientation once, the primary image, bit depth -----------------------------
+
+BLOCK = 16  # HEIC/AVIF samples: the pattern in 16-pixel blocks (AVIF is near-lossless), compared by centres
+
+
+def blocks(image: Image.Image) -> Image.Image:
+    return image.resize((image.width * BLOCK, image.height * BLOCK), Image.Resampling.NEAREST)
+
+
+def centres(image: Image.Image) -> np.ndarray:
+    return np.asarray(image)[BLOCK // 2 :: BLOCK, BLOCK // 2 :: BLOCK].astype(int)
+
+
+def transforms_in(data: bytes) -> list[bytes]:
+    return [kind for kind in box_types(data) if kind in (b"irot", b"imir")]
+
+
+def exif_orientation_in(data: bytes) -> int | None:
+    """The Orientation value of the EXIF inside the file, read from its bytes (either byte order)."""
+    for order in "<>":
+        for value in range(1, 9):
+            if struct.pack(f"{order}HHIH", 0x0112, 3, 1, value) in data:
+                return value
+    return None
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_containers_rotation_and_mirror_are_applied_once(fmt: str, orientation: int) -> None:
+    # GIVEN the pattern stored as a camera stores it, the transform in irot/imir only
+    data = oriented(fmt, blocks(stored(orientation)), container=orientation)
+    assert (transforms_in(data) != [], exif_orientation_in(data)) == (orientation != 1, None)
+    # WHEN decoded THEN it is upright (with the EXIF saying the same too: below)
+    image = decode_image(data, ROOMY)
+    assert image.size == (3 * BLOCK, 2 * BLOCK)
+    assert np.abs(centres(image) - np.array(UPRIGHT)).max() <= 4
+
+
+# id: (container transform, EXIF orientation tag, how it is displayed). MIAF (ISO/IEC 23000-22:2024,
+# 7.3.10.1): a transformation the EXIF expresses "shall be ignored"; the container's decides.
+HEIF_ORIENTATIONS = {
+    "exif-only": (1, 6, 1),
+    "container-only": (6, None, 6),
+    "both-agreeing": (6, 6, 6),
+    "both-disagreeing": (6, 3, 6),
+}
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+@pytest.mark.parametrize(("container", "exif", "shown_as"), HEIF_ORIENTATIONS.values(), ids=HEIF_ORIENTATIONS)
+def test_an_exif_orientation_inside_heif_is_ignored(fmt: str, container: int, exif: int | None, shown_as: int) -> None:
+    data = oriented(fmt, blocks(stored(6)), container=container, exif=exif)
+    assert (transforms_in(data), exif_orientation_in(data)) == ([b"irot"] if container == 6 else [], exif)
+    image = decode_image(data, ROOMY)
+    # the pattern stored for orientation 6 (2 wide, 3 tall), turned only as the container says
+    expected = np.array(UPRIGHT) if shown_as == 6 else np.asarray(stored(6)).astype(int)
+    assert np.abs(centres(image) - expected).max() <= 4
+
+
+def test_only_the_primary_image_is_decoded() -> None:
+    # GIVEN a HEIF holding two images, the second one primary (pitm)
+    import pillow_heif
+
+    first, primary = Image.new("RGB", (40, 24), (200, 0, 0)), Image.new("RGB", (24, 40), (0, 0, 200))
+    container = pillow_heif.from_pillow(first)
+    container.add_from_pillow(primary)
+    buffer = io.BytesIO()
+    container.save(buffer, primary_index=1, quality=-1, chroma=444, matrix_coefficients=0)
+    # WHEN decoded with a pixel limit only the primary fits THEN the primary image it is
+    image = decode_image(buffer.getvalue(), DecodeLimits(max_bytes=10**6, max_pixels=24 * 40))
+    assert (image.size, set(pixels(image))) == ((24, 40), {(0, 0, 200)})
+
+
+def test_thumbnails_depth_and_auxiliary_images_are_never_opened() -> None:
+    assert (pi_heif.options.THUMBNAILS, pi_heif.options.DEPTH_IMAGES, pi_heif.options.AUX_IMAGES) == (False,) * 3
+
+
+# 16-bit grey levels, in 10 bits (their top 10 bits) -> 8 bits: scaled (x255/1023), never clipped
+LEVELS_16BIT = [0, 16448, 32896, 49344, 65535]
+LEVELS_8BIT = [0, 64, 128, 192, 255]
+
+
+@pytest.mark.parametrize("make", [heic_10bit, avif_10bit], ids=["HEIC", "AVIF"])
+def test_10bit_images_are_scaled_to_8bit(make: Callable[[np.ndarray], bytes]) -> None:
+    data = make(grey_levels_16bit(LEVELS_16BIT, BLOCK))
+    assert bit_depth(data) == 10
+    image = decode_image(data, ROOMY)
+    assert (image.mode, image.size) == ("RGB", (len(LEVELS_16BIT) * BLOCK, BLOCK))
+    assert centres(image)[0].tolist() == [[level] * 3 for level in LEVELS_8BIT]
+
+
+# --- 9. ICC profiles: kept when they describe the RGB pixels ------------------------------------
+
+LAB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+
+
+def with_profile(fmt: str, mode: str, profile: bytes) -> bytes:
+    image = Image.new(mode, (6, 4), 120)
+    if fmt == "HEIF":
+        return heic(image.convert("RGB"), icc_profile=profile)
+    if fmt == "AVIF":
+        return avif(image.convert("RGB"), icc_profile=profile)
+    return encode(image, fmt, icc_profile=profile, **({"lossless": True} if fmt == "WEBP" else {}))
+
+
+# id: (format, mode, profile in the file, profile kept)
+PROFILES = {
+    "png-display-p3": ("PNG", "RGB", DISPLAY_P3_ICC, DISPLAY_P3_ICC),
+    "png-rgba-display-p3": ("PNG", "RGBA", DISPLAY_P3_ICC, DISPLAY_P3_ICC),
+    "png-palette-display-p3": ("PNG", "P", DISPLAY_P3_ICC, DISPLAY_P3_ICC),
+    "jpeg-display-p3": ("JPEG", "RGB", DISPLAY_P3_ICC, DISPLAY_P3_ICC),
+    "webp-display-p3": ("WEBP", "RGB", DISPLAY_P3_ICC, DISPLAY_P3_ICC),
+    "heic-display-p3": ("HEIF", "RGB", DISPLAY_P3_ICC, DISPLAY_P3_ICC),
+    "avif-display-p3": ("AVIF", "RGB", DISPLAY_P3_ICC, DISPLAY_P3_ICC),
+    "greyscale-with-an-rgb-profile": ("PNG", "L", DISPLAY_P3_ICC, None),  # it describes no grey pixels
+    "lab-profile": ("TIFF", "RGB", LAB_ICC, None),
+    "unreadable-profile": ("PNG", "RGB", b"not an ICC profile" * 8, None),
+}
+
+
+@pytest.mark.parametrize(("fmt", "mode", "profile", "kept"), PROFILES.values(), ids=PROFILES)
+def test_the_inputs_rgb_profile_is_all_the_decoded_image_keeps(
+    fmt: str, mode: str, profile: bytes, kept: bytes | None
+) -> None:
+    image = decode_image(with_profile(fmt, mode, profile), ROOMY)
+    assert image.mode == "RGB"
+    assert image.info == ({"icc_profile": kept} if kept else {})
+
+
+def test_exif_and_other_file_info_are_not_kept() -> None:
+    data = with_orientation(stored(6), 6, "PNG", dpi=(300, 300))
+    assert decode_image(data, ROOMY).info == {}  # the EXIF said "turn me": done, no longer true

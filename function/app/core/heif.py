@@ -1,0 +1,70 @@
+"""HEIF containers (ISO/IEC 23008-12), as phones save photos: HEIC through pi-heif, AVIF through Pillow.
+
+Which of the two a file is comes from the brands of its ``ftyp`` box (ISO/IEC 14496-12
+section 4.3: the major brand, then the compatible ones), never from its name: AVIF if
+any brand is ``avif``/``avis``, else HEIF if any is ``heic``/``heix``/``mif1``/``msf1``.
+``mif1`` alone says "some HEIF image" and AVIF files list it too, hence AVIF first.
+``app.core.imaging`` then lets that one plugin parse the bytes.
+
+Decoders, registered once at import:
+
+- HEIF: pi-heif (libheif + libde265), the decode-only build of pillow-heif: 4.3 MB in
+  the Lambda layer where pillow-heif's x265 encoder makes it 27.4 MB (docs/benchmarks.md).
+  Thumbnails, depth maps and auxiliary images are not even listed; only the primary
+  image is ever decoded. libheif applies the container's ``irot``/``imir`` while
+  decoding and pi-heif then resets the EXIF orientation to 1, so it is applied once.
+- AVIF: Pillow's own plugin (libavif). It does not turn the pixels; it reports
+  ``irot``/``imir`` as the EXIF orientation instead, which ``imaging.upright`` applies.
+
+Either way the container's transforms decide and an EXIF orientation of its own is
+ignored, as MIAF (ISO/IEC 23000-22:2024, 7.3.10.1) tells readers to: "If present, they
+shall be ignored" (https://github.com/strukturag/libheif/issues/227, libavif#3078).
+10- and 12-bit images come out as 8-bit RGB, scaled by the decoders (1023 -> 255).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pi_heif
+from PIL import AvifImagePlugin
+
+from app.core.cpus import usable_cpus
+
+AVIF_BRANDS = frozenset({"avif", "avis"})
+HEIF_BRANDS = frozenset({"heic", "heix", "mif1", "msf1"})
+FTYP_OFFSET, BRAND_BYTES = 8, 4  # box size (4) and type (4), then the major brand; ISO/IEC 14496-12 4.3
+MAX_BRANDS = 64  # more compatible brands than any real file lists: the rest is not read
+
+
+def heif_format(data: bytes) -> str | None:
+    """Pillow's plugin for the file: "AVIF", "HEIF" or None (not a HEIF container we decode)."""
+    brands = ftyp_brands(data)
+    if AVIF_BRANDS.intersection(brands):
+        return "AVIF"
+    if HEIF_BRANDS.intersection(brands):
+        return "HEIF"
+    return None
+
+
+def ftyp_brands(data: bytes) -> tuple[str, ...]:
+    """The major and compatible brands of a leading ``ftyp`` box; () when the file has none."""
+    if len(data) < FTYP_OFFSET + BRAND_BYTES or data[4:8] != b"ftyp":
+        return ()
+    size = min(struct.unpack(">I", data[:4])[0], len(data), FTYP_OFFSET + (MAX_BRANDS + 2) * BRAND_BYTES)
+    major = data[FTYP_OFFSET : FTYP_OFFSET + BRAND_BYTES]
+    compatible_start = FTYP_OFFSET + 2 * BRAND_BYTES  # after the major brand and the minor version
+    compatible = [data[at : at + BRAND_BYTES] for at in range(compatible_start, size - BRAND_BYTES + 1, BRAND_BYTES)]
+    return tuple(brand.decode("latin-1") for brand in (major, *compatible))
+
+
+def register_decoders() -> None:
+    """pi-heif as Pillow's "HEIF" opener (it has no encoder: decode only); both decoders' threads."""
+    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False,
+                                 decode_threads=usable_cpus())
+    # Pillow's AVIF decoder counts the affinity mask, not a cgroup quota (a module global by design:
+    # https://github.com/python-pillow/Pillow/issues/569).
+    AvifImagePlugin.DEFAULT_MAX_THREADS = usable_cpus()
+
+
+register_decoders()
