@@ -99,17 +99,18 @@ def encoded(fmt: str, image: Image.Image, params: dict[str, object]) -> bytes:
     return heic(image, **params) if fmt == "HEIF" else avif(image, **params)
 
 
-def oriented(fmt: str, image: Image.Image, container: int = 1, exif: int | None = None) -> bytes:
+def oriented(fmt: str, image: Image.Image, container: int = 1, exif: int | None = None, **params: object) -> bytes:
     """``image`` stored with the container transform of EXIF orientation ``container`` (the encoders write it
     as ``irot``/``imir``) and, when ``exif`` is given, an EXIF Orientation tag of ``exif`` of its own.
 
     pillow-heif also keeps the orientation it was given in the EXIF (as iPhones write both); Pillow drops
-    it. Here the EXIF says ``exif``, or nothing about orientation, whichever the encoder.
+    it. Here the EXIF says ``exif``, or nothing about orientation, whichever the encoder. ``params``
+    (``icc_profile=``) go to the encoder.
     """
     tags = {STAND_IN: exif} if exif is not None else {}
     if container != 1:
         tags[ORIENTATION] = container
-    data = encoded(fmt, image, {"exif": exif_with(tags)})
+    data = encoded(fmt, image, {"exif": exif_with(tags), **params})
     if container != 1 and fmt == "HEIF":  # pillow-heif wrote Orientation = container: make it a stand-in
         data = rename_exif_tag(data, ORIENTATION, STAND_IN + 1, container)
     return rename_exif_tag(data, STAND_IN, ORIENTATION, exif) if exif is not None else data
@@ -180,7 +181,7 @@ def _xyz_tag(values: np.ndarray | tuple[float, ...]) -> bytes:
     return b"XYZ " + bytes(4) + b"".join(_s15(value) for value in values)
 
 
-def rgb_profile(description: str, primaries: tuple[tuple[float, float], ...], white_xy: tuple[float, float] = D65
+def rgb_profile_bytes(description: str, primaries: tuple[tuple[float, float], ...], white_xy: tuple[float, float] = D65
                 ) -> bytes:
     """An ICC v4.3 display profile: colorants from ``primaries``, sRGB's tone curve, ``description``."""
     colorants = rgb_to_xyz_d50(primaries, white_xy)
@@ -201,5 +202,5 @@ def rgb_profile(description: str, primaries: tuple[tuple[float, float], ...], wh
     return header + struct.pack(">I", len(tags)) + table + data
 
 
-DISPLAY_P3_ICC = rgb_profile("Display P3", DISPLAY_P3)
-SRGB_ICC = rgb_profile("sRGB by the tests", SRGB_PRIMARIES)  # not littlecms's own: detected by behaviour
+DISPLAY_P3_ICC = rgb_profile_bytes("Display P3", DISPLAY_P3)
+SRGB_ICC = rgb_profile_bytes("sRGB by the tests", SRGB_PRIMARIES)  # not littlecms's own: detected by behaviour

@@ -6,6 +6,10 @@ JPEG and WebP through Pillow at the options' quality. Sizes and times per format
 is what keeps a phone photo's result inside Lambda's ~4.4 MB response. The JSON
 document carries the mask as COCO's compressed run-length encoding, made by
 pycocotools itself (``pycocotools.mask.decode`` gives the mask back exactly).
+
+A colour picture carries its ICC profile in ``info["icc_profile"]`` (the decoded image's,
+``app.core.colour``; the overlay and the cutout are drawn into that image): every format
+embeds it, so a viewer shows the input's colours. The mask is levels, not colours: none.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ JSON_MEDIA_TYPE = "application/json"
 # (https://developers.google.com/speed/webp/docs/riff_container). PNG's is 2^31 - 1.
 MAX_SIDE: dict[ImageFormat, int] = {"png": 2**31 - 1, "jpeg": 65_535, "webp": 16_383}
 WEBP_METHOD = 4  # libwebp's speed/size trade-off, 0 (fast) to 6; 4 is its default (measured: docs/benchmarks.md)
+PROFILED_MODES = frozenset({"RGB", "RGBA"})  # pictures an RGB profile describes (never the "L" mask)
 # Lossy qualities when the caller names none: the first is the default (a photo's overlay looks like the
 # original and a 1080p one stays far under Lambda's response, docs/benchmarks.md "Output formats"); the
 # next ones are tried in turn only when a size limit asks for it. PNG is lossless: no quality.
@@ -65,19 +70,26 @@ def encode_picture(picture: Image.Image, image_format: ImageFormat, quality: int
     until one fits (the last one tried is returned if none does: the caller says 413).
     """
     _check_side(picture, image_format)
+    profile = icc_profile_of(picture)
     qualities = (quality,) if quality is not None else QUALITY_STEPS[image_format]
     for step in qualities:
-        body = _encode(picture, image_format, step)
+        body = _encode(picture, image_format, step, profile)
         encoded = Encoded(body, MEDIA_TYPES[image_format], SUFFIXES[image_format], step)
         if fit_within is None or len(encoded.body) <= fit_within:
             break
     return encoded
 
 
-def _encode(picture: Image.Image, image_format: ImageFormat, quality: int | None) -> bytes:
+def icc_profile_of(picture: Image.Image) -> bytes | None:
+    """The profile to embed: the picture's own, for colour pictures only."""
+    profile = picture.info.get("icc_profile")
+    return profile if picture.mode in PROFILED_MODES and isinstance(profile, bytes) and profile else None
+
+
+def _encode(picture: Image.Image, image_format: ImageFormat, quality: int | None, profile: bytes | None) -> bytes:
     if image_format == "png":
-        return encode_png(picture)
-    return _encode_with_pillow(picture, image_format, quality)
+        return encode_png(picture, profile)
+    return _encode_with_pillow(picture, image_format, quality, profile)
 
 
 def _check_side(picture: Image.Image, image_format: ImageFormat) -> None:
@@ -89,12 +101,13 @@ def _check_side(picture: Image.Image, image_format: ImageFormat) -> None:
         )
 
 
-def _encode_with_pillow(picture: Image.Image, image_format: ImageFormat, quality: int | None) -> bytes:
+def _encode_with_pillow(picture: Image.Image, image_format: ImageFormat, quality: int | None,
+                        profile: bytes | None) -> bytes:
     buffer = io.BytesIO()
     if image_format == "webp":
-        picture.save(buffer, format="WEBP", quality=quality, method=WEBP_METHOD)
+        picture.save(buffer, format="WEBP", quality=quality, method=WEBP_METHOD, icc_profile=profile)
     else:
-        picture.save(buffer, format="JPEG", quality=quality)
+        picture.save(buffer, format="JPEG", quality=quality, icc_profile=profile)
     return buffer.getvalue()
 
 

@@ -5,8 +5,10 @@ request) and reads input size, normalisation and threshold from the model's
 metadata (``app.core.model_contract``). ``segment(image)`` returns a ``Prediction``:
 the boolean HxW mask at the image's own size and the milliseconds of each stage:
 
-- ``resize``: Pillow BILINEAR to the model's size and ``(pixel * scale - mean) / std``
-  in float32, exactly as ``model.preprocessing.Preprocessing`` does in training;
+- ``resize``: Pillow BILINEAR to the model's size, then to sRGB when the image carries
+  another ICC profile (``app.core.colour``: the model was trained on sRGB; converting the
+  small image, not the full one, costs ~1 ms), and ``(pixel * scale - mean) / std`` in
+  float32, exactly as ``model.preprocessing.Preprocessing`` does in training;
 - ``infer``: onnxruntime;
 - ``upsample``: sigmoid, then the probabilities resized (Pillow BILINEAR on a float
   "F" image) to the original size and thresholded there, for clean edges.
@@ -28,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from app.core.colour import rgb_profile, to_srgb
 from app.core.cpus import usable_cpus
 from app.core.memory import trim_heap
 from app.core.model_contract import InvalidModel, ModelInfo, ModelSpec, read_spec
@@ -122,7 +125,7 @@ class Segmenter:
         """Image -> float32 1x3xHxW model input, as ``model.preprocessing.Preprocessing.image_to_input``."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         small = rgb.resize((self.spec.input_width, self.spec.input_height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(small, dtype=np.float32)
+        pixels = np.asarray(to_srgb(small, rgb_profile(image)), dtype=np.float32)
         if self.spec.channel_order == "BGR":
             pixels = pixels[..., ::-1]
         normalised = (pixels * np.float32(self.spec.scale) - self._mean) / self._std

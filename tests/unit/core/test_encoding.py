@@ -20,6 +20,7 @@ from app.core.encoding import (
 )
 from app.core.model_contract import ModelInfo
 from app.core.summary import BoundingBox, Summary
+from tests.samples import DISPLAY_P3_ICC
 from tests.support import noise
 
 MODEL = ModelInfo(input_height=8, input_width=8, channel_order="RGB", scale=1 / 255, mean=(0.5, 0.5, 0.5),
@@ -138,3 +139,31 @@ def test_the_default_quality_steps_down_until_the_result_fits(image_format: str)
 def test_a_quality_asked_for_is_never_lowered() -> None:
     encoded = encode_picture(noise(64, 48), "jpeg", 95, fit_within=10)
     assert encoded.quality == 95 and len(encoded.body) > 10
+
+
+# --- ICC profiles: the picture's own, in every format that can carry one ---------------------
+
+PROFILED = {  # id: (format, mode, profile embedded)
+    "png-overlay": ("png", "RGB", DISPLAY_P3_ICC),
+    "png-cutout": ("png", "RGBA", DISPLAY_P3_ICC),
+    "jpeg-overlay": ("jpeg", "RGB", DISPLAY_P3_ICC),
+    "webp-overlay": ("webp", "RGB", DISPLAY_P3_ICC),
+    "webp-cutout": ("webp", "RGBA", DISPLAY_P3_ICC),
+    "png-mask": ("png", "L", None),  # levels, not colours: an RGB profile would be invalid there
+    "jpeg-mask": ("jpeg", "L", None),
+}
+
+
+@pytest.mark.parametrize(("image_format", "mode", "embedded"), PROFILED.values(), ids=PROFILED)
+def test_the_pictures_profile_travels_into_the_file(image_format: str, mode: str, embedded: bytes | None) -> None:
+    picture = smooth(33, 21).convert(mode)
+    picture.info["icc_profile"] = DISPLAY_P3_ICC
+    for quality in (90, None):  # as asked, and stepped down to fit
+        encoded = encode_picture(picture, image_format, quality, fit_within=1)  # type: ignore[arg-type]
+        assert Image.open(io.BytesIO(encoded.body)).info.get("icc_profile") == embedded
+
+
+@pytest.mark.parametrize("image_format", ["png", "jpeg", "webp"])
+def test_a_picture_without_a_profile_gets_none(image_format: str) -> None:
+    encoded = encode_picture(smooth(33, 21), image_format, 90)  # type: ignore[arg-type]
+    assert "icc_profile" not in Image.open(io.BytesIO(encoded.body)).info

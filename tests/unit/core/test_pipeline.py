@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from app.core.options import RenderOptions
 from app.core.pipeline import render
 from app.core.segmenter import Segmenter
 from app.core.summary import BoundingBox, Summary
+from tests.samples import DISPLAY_P3_ICC, avif, heic, oriented
 from tests.support import PNG_SIGNATURE, encode, expected_overlay, noise
 
 LIMITS = DecodeLimits(max_bytes=10_000_000, max_pixels=10_000_000)
@@ -136,3 +138,39 @@ def test_every_output_in_every_format_it_can_take(
         assert mask.any() and not mask.all()  # this image at 0.5 has both (the check below means something)
         alpha = np.asarray(picture)[..., 3]
         assert np.all(alpha[~mask] == 0) and np.all(alpha[mask] > 0)
+
+
+# --- phone photos: HEIC and AVIF, turned by their container, in Display P3 ----------------------
+
+PHONE_FORMATS = {"heic": lambda image: heic(image, icc_profile=DISPLAY_P3_ICC),
+                 "avif": lambda image: avif(image, icc_profile=DISPLAY_P3_ICC)}
+PICTURES = {  # id: (options, mode of the result)
+    "overlay-png": ({"output": "overlay", "format": "png"}, "RGB"),
+    "overlay-jpeg": ({"output": "overlay", "format": "jpeg"}, "RGB"),
+    "overlay-webp": ({"output": "overlay", "format": "webp"}, "RGB"),
+    "cutout-png": ({"output": "cutout", "format": "png"}, "RGBA"),
+    "cutout-webp": ({"output": "cutout", "format": "webp"}, "RGBA"),
+}
+
+
+@pytest.mark.parametrize("make", PHONE_FORMATS.values(), ids=PHONE_FORMATS)
+@pytest.mark.parametrize(("given", "mode"), PICTURES.values(), ids=PICTURES)
+def test_a_phone_photos_profile_reaches_every_picture_output_and_not_the_mask(
+    tiny: Segmenter, make: Callable[[Image.Image], bytes], given: dict[str, object], mode: str
+) -> None:
+    rendered = render(tiny, make(noise(40, 30, seed=7)), LIMITS, OPTIONS.with_overrides(given), also=("mask",))
+    picture, mask = (Image.open(io.BytesIO(output.body)) for output in rendered.outputs)
+    assert (picture.size, picture.mode, picture.info.get("icc_profile")) == ((40, 30), mode, DISPLAY_P3_ICC)
+    assert (mask.mode, "icc_profile" in mask.info) == ("L", False)
+
+
+def test_the_overlay_of_a_display_p3_heic_tints_its_own_pixels(tiny: Segmenter) -> None:
+    # GIVEN a lossless HEIC in Display P3, stored turned (irot) as a phone held upright stores it
+    image = noise(40, 30, seed=8)
+    data = oriented("HEIF", image.transpose(Image.Transpose.ROTATE_90), container=6, icc_profile=DISPLAY_P3_ICC)
+    rendered = render(tiny, data, LIMITS, OPTIONS, also=("mask",))
+    overlay, mask_png = rendered.outputs
+    mask = decoded(mask_png.body) == 255
+    # THEN the overlay is upright, and its pixels are the input's own (only the model saw sRGB), tinted
+    assert mask.shape == (30, 40) and Image.open(io.BytesIO(overlay.body)).info["icc_profile"] == DISPLAY_P3_ICC
+    assert np.array_equal(decoded(overlay.body), expected_overlay(np.asarray(image), mask, (0, 200, 255), 0.4))

@@ -96,3 +96,34 @@ def test_other_modes_fall_back_to_pillow_losslessly(image: Image.Image, compare_
 def test_empty_image_is_refused_with_a_reason() -> None:
     with pytest.raises(ValueError, match="at least 1x1"):
         encode_png(Image.new("RGB", (0, 0)))
+
+
+# --- ICC profiles: an iCCP chunk (PNG spec 11.3.3.3) ------------------------------------------
+
+PROFILE = b"an ICC profile's bytes, opaque to the encoder " * 20
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_a_profile_is_written_before_the_image_data_and_read_back(mode: str) -> None:
+    image = _random_image("RGB", 9, 5).convert(mode)
+    data = encode_png(image, icc_profile=PROFILE)
+    tags = [tag for tag, _, _ in _chunks(data)]
+    assert tags[0] == b"IHDR" and tags.count(b"iCCP") == 1 and tags.index(b"iCCP") < tags.index(b"IDAT")
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.info["icc_profile"] == PROFILE
+    assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
+def test_the_iccp_chunk_is_name_null_method_zero_then_zlib() -> None:
+    [(body, crc)] = [(body, crc) for tag, body, crc in _chunks(encode_png(_random_image("RGB", 3, 2), PROFILE))
+                     if tag == b"iCCP"]
+    name, _, rest = body.partition(b"\x00")
+    assert (name, rest[:1], zlib.decompress(rest[1:])) == (b"ICC profile", b"\x00", PROFILE)
+    assert crc == zlib.crc32(b"iCCP" + body)
+
+
+@pytest.mark.parametrize("profile", [None, b""])
+def test_no_profile_no_iccp_chunk(profile: bytes | None) -> None:
+    image = _random_image("RGB", 3, 2)
+    image.info["icc_profile"] = PROFILE  # what the image's info says is not the encoder's business
+    assert [tag for tag, _, _ in _chunks(encode_png(image, icc_profile=profile))] == [b"IHDR", b"IDAT", b"IEND"]

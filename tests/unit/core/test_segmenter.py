@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -9,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from app.core.cpus import usable_cpus
 from app.core.model_contract import InvalidModel
 from app.core.segmenter import Segmenter, sigmoid, upsample_mask
+from tests.samples import DISPLAY_P3_ICC
 from tests.support import noise
 
 
@@ -30,6 +32,32 @@ def test_preprocessing_is_bit_identical_to_training(tiny: Segmenter) -> None:
     for image in (noise(300, 200), noise(17, 513, seed=1), Image.new("L", (40, 40), 90)):
         # WHEN both sides prepare the same image THEN the model sees the same numbers
         assert np.array_equal(tiny.preprocess(image), prep.image_to_input(image))
+
+
+def tagged(image: Image.Image, profile: bytes) -> Image.Image:
+    image.info["icc_profile"] = profile
+    return image
+
+
+def test_the_model_sees_display_p3_converted_to_srgb(tiny: Segmenter) -> None:
+    # GIVEN a Display P3 photo (as an iPhone's), and the training side's preprocessing of sRGB pixels
+    from model.preprocessing import Preprocessing
+
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(DISPLAY_P3_ICC))
+    srgb = ImageCms.createProfile("sRGB")
+    image = tagged(noise(300, 200, seed=4), DISPLAY_P3_ICC)
+    small = image.resize((64, 64), Image.Resampling.BILINEAR)
+    in_srgb = ImageCms.profileToProfile(small, p3, srgb, renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    # WHEN the segmenter prepares it THEN the model gets the sRGB conversion of what it is shown, not P3 values
+    model_input = tiny.preprocess(image)
+    assert np.array_equal(model_input, Preprocessing(height=64, width=64).image_to_input(in_srgb))
+    assert not np.array_equal(model_input, tiny.preprocess(noise(300, 200, seed=4)))
+
+
+def test_an_srgb_profile_changes_nothing(tiny: Segmenter) -> None:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = noise(90, 70, seed=5)
+    assert np.array_equal(tiny.preprocess(tagged(image.copy(), srgb)), tiny.preprocess(image))
 
 
 @pytest.mark.parametrize(("width", "height"), [(1, 1), (64, 64), (3, 517), (517, 3), (1001, 999), (63, 65)])

@@ -1,0 +1,56 @@
+"""app.core.heif: which plugin a HEIF container goes to, by its ftyp brands; the decoders as registered."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from PIL import AvifImagePlugin, Image
+
+from app.core.cpus import usable_cpus
+from app.core.heif import ftyp_brands, heif_format
+
+
+def ftyp(major: bytes, *compatible: bytes, declared: int | None = None) -> bytes:
+    size = 16 + 4 * len(compatible) if declared is None else declared
+    return struct.pack(">I", size) + b"ftyp" + major + b"\x00\x00\x00\x00" + b"".join(compatible) + b"\x00" * 64
+
+
+# id: (file start, brands, plugin)
+FILES = {
+    "iphone-heic": (ftyp(b"heic", b"mif1", b"MiHB", b"MiHA", b"heic", b"MiPr", b"miaf", b"tmap"),
+                    ("heic", "mif1", "MiHB", "MiHA", "heic", "MiPr", "miaf", "tmap"), "HEIF"),
+    "heix-10bit": (ftyp(b"heix", b"mif1", b"heix"), ("heix", "mif1", "heix"), "HEIF"),
+    "mif1-hevc": (ftyp(b"mif1", b"mif1", b"heic"), ("mif1", "mif1", "heic"), "HEIF"),
+    "msf1-sequence": (ftyp(b"msf1", b"msf1"), ("msf1", "msf1"), "HEIF"),
+    "libavif": (ftyp(b"avif", b"avif", b"mif1", b"miaf", b"MA1B"), ("avif", "avif", "mif1", "miaf", "MA1B"), "AVIF"),
+    "animated-avif": (ftyp(b"avis", b"avis", b"msf1"), ("avis", "avis", "msf1"), "AVIF"),
+    "mif1-av1": (ftyp(b"mif1", b"mif1", b"avif"), ("mif1", "mif1", "avif"), "AVIF"),  # avif decides over mif1
+    "mp4-video": (ftyp(b"isom", b"isom", b"mp41"), ("isom", "isom", "mp41"), None),
+    "canon-cr3": (ftyp(b"crx ", b"crx ", b"isom"), ("crx ", "crx ", "isom"), None),
+    "no-compatible-brands": (ftyp(b"heic"), ("heic",), "HEIF"),
+    # a box size past the data is cut to the data; 0 ("to the end of the file") likewise
+    "size-past-the-end": (ftyp(b"avif", b"avif", declared=1 << 30)[:24], ("avif", "avif", "\x00" * 4), "AVIF"),
+    "jpeg": (b"\xff\xd8\xff\xe0" + b"\x00" * 20, (), None),
+    "ftyp-without-a-brand": (b"\x00\x00\x00\x18ftyp", (), None),
+}
+
+
+@pytest.mark.parametrize(("data", "brands", "plugin"), FILES.values(), ids=FILES)
+def test_the_brands_name_the_plugin(data: bytes, brands: tuple[str, ...], plugin: str | None) -> None:
+    assert (ftyp_brands(data), heif_format(data)) == (brands, plugin)
+
+
+def test_at_most_64_compatible_brands_are_read() -> None:
+    data = ftyp(b"mif1", *[b"miaf"] * 1000, b"avif")
+    assert (len(ftyp_brands(data)), heif_format(data)) == (65, "HEIF")
+
+
+def test_heif_is_registered_to_decode_and_never_to_encode() -> None:
+    Image.init()
+    assert Image.OPEN["HEIF"][0].__module__ == "pi_heif.as_plugin"
+    assert "HEIF" not in Image.SAVE  # pi-heif has no encoder: nothing here can write one
+
+
+def test_the_avif_decoder_uses_the_usable_cpus() -> None:
+    assert AvifImagePlugin.DEFAULT_MAX_THREADS == usable_cpus()
