@@ -55,6 +55,14 @@ def test_bad_requests_are_a_422_naming_the_field(
     assert response.json()["detail"][0]["loc"] == location
 
 
+@pytest.mark.parametrize("content_type", ["image/heic", "image/heif", "image/avif"])
+def test_phone_photo_types_may_be_uploaded(make_client: Callable, signing_credentials: None,
+                                           content_type: str) -> None:
+    response = make_client(UPLOAD_BUCKET="bucket").post("/uploads", json={**REQUEST, "content_type": content_type})
+    assert response.status_code == 201, response.text
+    assert response.json()["upload"]["fields"]["Content-Type"] == content_type
+
+
 @pytest.mark.parametrize("upload_id", ["abc", "A" * 32, "g" * 32, "a" * 33, "../" + "a" * 29])
 def test_a_malformed_id_is_a_422(make_client: Callable, upload_id: str) -> None:
     response = make_client(UPLOAD_BUCKET="bucket").get(f"/results/{upload_id}")

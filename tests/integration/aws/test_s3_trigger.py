@@ -14,10 +14,12 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from app.aws.s3_trigger import S3Trigger
+from app.core.imaging import DecodeLimits, decode_image
 from app.core.model_holder import ModelNotReady
 from app.core.settings import Settings
 from app.runtime import build_holder
 from scripts.invoke import LambdaContext
+from tests.samples import DISPLAY_P3_ICC, oriented
 from tests.support import BUCKET, DEFAULT_MODEL, SAMPLE_JPEG, SAMPLE_PNG, expected_overlay, load_event, sha256_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -102,6 +104,35 @@ def test_upload_gets_overlay_mask_and_summary(
     tinted = expected_overlay(np.asarray(image), expected_mask, (255, 59, 48), 0.5)
     np.testing.assert_array_equal(np.asarray(overlay), tinted)
     assert s3.head_object(Bucket=BUCKET, Key=f"{stem}.png")["ContentType"] == "image/png"
+
+
+PHONE_PHOTOS = {  # id: (encoder, the largest difference from the photo's pixels the format allows)
+    "heic": ("HEIF", 0),  # lossless
+    "avif": ("AVIF", 6),  # quality 100, 4:4:4
+}
+
+
+@pytest.mark.parametrize(("fmt", "tolerance"), PHONE_PHOTOS.values(), ids=PHONE_PHOTOS)
+def test_a_phone_photo_gets_an_upright_overlay_in_its_own_colours(
+    s3: Any, handler: Any, context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray],
+    fmt: str, tolerance: int,
+) -> None:
+    # GIVEN the sample photo in Display P3, stored portrait with irot saying "turn me", under a .jpg key
+    upright = sample(SAMPLE_JPEG)
+    data = oriented(fmt, upright.transpose(Image.Transpose.ROTATE_90), container=6, icc_profile=DISPLAY_P3_ICC)
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=data)
+    # WHEN S3's event reaches the handler
+    [record] = handler(load_event("s3_put_upload.json"), context)["records"]
+    # THEN the overlay and mask are upright, the overlay in the photo's colours, with its profile
+    assert record["status"] == "processed"
+    stem = "overlays/my photo+1.jpg"
+    overlay, mask = read_image(s3, f"{stem}.png"), np.asarray(read_image(s3, f"{stem}.mask.png")) == 255
+    assert (overlay.size, mask.shape, overlay.info["icc_profile"]) == ((447, 231), (231, 447), DISPLAY_P3_ICC)
+    decoded = decode_image(data, DecodeLimits(max_bytes=10**7, max_pixels=10**7))  # upright, P3-tagged
+    assert np.abs(np.asarray(decoded, np.int16) - np.asarray(upright, np.int16)).max() <= tolerance
+    np.testing.assert_array_equal(mask, bundled_mask(decoded))  # the model saw it in sRGB
+    np.testing.assert_array_equal(np.asarray(overlay), expected_overlay(np.asarray(decoded), mask, (255, 59, 48), 0.5))
+    assert 0.05 < mask.mean() < 0.95  # the sample's blobs: the comparisons above mean something
 
 
 def test_summary_describes_the_mask_and_the_model(

@@ -18,6 +18,7 @@ from PIL import Image
 from bench.photo import photo_jpeg
 from scripts.invoke import LambdaContext
 from scripts.local_s3 import local_aws_env
+from tests.samples import DISPLAY_P3_ICC, oriented
 from tests.servers import make_serve
 from tests.support import BUCKET, SAMPLE_JPEG, load_event
 
@@ -102,6 +103,22 @@ def test_the_options_travel_with_the_upload(server: str, s3: Any, upload_functio
                                           "alpha": 0.5, "threshold": None}
     cutout = fetch_image(body["overlay_url"])
     assert (cutout.format, cutout.mode, cutout.size) == ("WEBP", "RGBA", (447, 231))
+
+
+@pytest.mark.parametrize(("fmt", "content_type"), [("HEIF", "image/heic"), ("AVIF", "image/avif")])
+def test_a_heic_or_avif_photo_goes_through_the_flow(
+    server: str, s3: Any, upload_function: Callable, fmt: str, content_type: str
+) -> None:
+    # GIVEN the sample stored portrait with irot, in Display P3, signed and posted as its own media type
+    with Image.open(SAMPLE_JPEG) as photo:
+        data = oriented(fmt, photo.transpose(Image.Transpose.ROTATE_90), container=6, icc_profile=DISPLAY_P3_ICC)
+    created = create(server, "IMG_0001.HEIC", content_type=content_type)
+    upload_function(post_file(created, "IMG_0001.HEIC", data, content_type))
+    # THEN the overlay is upright and keeps the photo's profile
+    body = result(server, created).json()
+    assert (body["status"], body["summary"]["image"]) == ("done", {"width": 447, "height": 231})
+    overlay = fetch_image(body["overlay_url"])
+    assert (overlay.size, overlay.info["icc_profile"]) == ((447, 231), DISPLAY_P3_ICC)
 
 
 def test_json_output_carries_the_rle_in_the_summary(server: str, s3: Any, upload_function: Callable) -> None:

@@ -1,14 +1,16 @@
-"""app.http.schemas: the query options use the core's ranges; /health serialises the model's contract."""
+"""app.http.schemas: the query options use the core's ranges; /health serialises the model's contract;
+uploads declare the core's media types."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
 
+from app.core.imaging import MEDIA_TYPES
 from app.core.model_contract import ModelInfo
-from app.http.schemas import Health, PredictOptions
+from app.http.schemas import Health, PredictOptions, UploadContentType
 
 
 @pytest.mark.parametrize(
@@ -38,3 +40,8 @@ def test_health_serialises_the_contract_and_its_sha256() -> None:
                   "mean": [0.1, 0.2, 0.3], "std": [1.0, 1.0, 1.0], "threshold": 0.4, "name": "n", "version": "v",
                   "metrics": {"held_out": {"iou": 0.9}}, "sha256": "c" * 64},
     }
+
+
+def test_an_upload_may_declare_every_media_type_the_core_decodes() -> None:
+    assert get_args(UploadContentType) == MEDIA_TYPES
+    assert {"image/heic", "image/heif", "image/avif"} <= set(MEDIA_TYPES)
