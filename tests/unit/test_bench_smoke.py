@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.inprocess import load_pipeline, model_alone
+from bench.phone_photos import decode_table, encodings
 from bench.photo import photo_jpeg
 from bench.report import BEGIN, END, GOALS, evaluate, update_docs
 from bench.run import measure_inprocess
@@ -27,6 +28,13 @@ def test_inprocess_path_runs_once_on_a_tiny_image(bundled_model_path: Path) -> N
     assert (run["total_ms"]["n"], run["model_ms"]["n"]) == (1, 1)
     assert run["png_mb"] > 0
     assert run["ratio_to_model"] > 0
+
+
+def test_phone_photos_bench_decodes_each_format_on_a_tiny_frame() -> None:
+    files = encodings(photo_jpeg(64, 48))
+    table = decode_table(files, rounds=1)
+    assert list(table) == ["JPEG q90", "HEIC q65", "AVIF q75"]
+    assert all(row["mb"] > 0 and row["ms_1_threads"] > 0 for row in table.values())
 
 
 def _results_where_every_goal_measures(value: float) -> dict:
