@@ -50,14 +50,16 @@ LIMITS = DecodeLimits(max_bytes=10**9, max_pixels=10**9)
 HEIC_QUALITY, HEIC_TILE = 65, 512  # ~2 MB like the JPEG and an iPhone's 12 MP HEIC; a grid of 512x512 tiles
 MODEL_SIZE = (256, 256)  # the bundled model's input (its metadata)
 AVIF_QUALITY, AVIF_SPEED = 75, 8  # Pillow's default quality; speed only changes the encoding time
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork+exec (bench/run.py says more).
 DECODE_CHILD = """
-import resource, sys
+import os, sys
 from pathlib import Path
 from app.core.imaging import DecodeLimits, decode_image
+from bench.memory import vmhwm_mb
 data = Path(sys.argv[1]).read_bytes()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = vmhwm_mb(os.getpid())
 decode_image(data, DecodeLimits(max_bytes=10**9, max_pixels=10**9))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+print(vmhwm_mb(os.getpid()) - before)
 """
 logger = logging.getLogger("bench.phone_photos")
 
@@ -80,7 +82,7 @@ def decode_peaks_mb(files: dict[str, bytes]) -> dict[str, float]:
             path.write_bytes(data)
             child = subprocess.run([sys.executable, "-c", DECODE_CHILD, str(path)], capture_output=True, text=True,
                                    check=True, cwd=REPO, timeout=300)
-            peaks[name] = float(child.stdout.strip()) / 1024  # ru_maxrss is in KiB on Linux
+            peaks[name] = float(child.stdout.strip())
     return peaks
 
 

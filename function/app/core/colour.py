@@ -10,8 +10,10 @@ then read as sRGB, as before.
 The model was trained on sRGB pixels, so it is given sRGB (``to_srgb``): converted with
 littlecms, relative colorimetric (a matrix profile such as Display P3 has no perceptual
 table, and out-of-gamut colours clip as a browser's do). The segmenter converts after
-resizing to the model's size: ~1 ms, where converting a 12 MP photo first costs ~0.4 s
-and a second full-size copy (docs/benchmarks.md, "HEIC, AVIF and colour profiles").
+resizing to the model's size, as libvips' thumbnailer colour-manages after its resize
+(libvips/resample/thumbnail.c): ~1 ms, where converting a 12 MP photo first costs ~0.4 s
+and a second full-size copy (36 MB; 300 MB at 100 MP), for a mask within 0.1% of it on
+the model's kind of image (docs/benchmarks.md, "HEIC, AVIF and colour profiles").
 
 Whether a profile is sRGB is decided by what it does, not by its name or hash (vendors
 ship many sRGB profiles, v2 and v4, and a name can say sRGB and be otherwise): when no

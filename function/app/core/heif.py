@@ -10,8 +10,8 @@ Decoders, registered once at import:
 
 - HEIF: pi-heif (libheif + libde265), the decode-only build of pillow-heif: 4.3 MB in
   the Lambda layer where pillow-heif's x265 encoder makes it 27.4 MB (docs/benchmarks.md).
-  Thumbnails, depth maps and auxiliary images are not even listed; only the primary
-  image is ever decoded. libheif applies the container's ``irot``/``imir`` while
+  Its thumbnail, depth and auxiliary image support is switched off; only the primary
+  image (``pitm``) is ever decoded. libheif applies the container's ``irot``/``imir`` while
   decoding and pi-heif then resets the EXIF orientation to 1, so it is applied once.
 - AVIF: Pillow's own plugin (libavif). It does not turn the pixels; it reports
   ``irot``/``imir`` as the EXIF orientation instead, which ``imaging.upright`` applies.
