@@ -12,7 +12,7 @@ littlecms, relative colorimetric (a matrix profile such as Display P3 has no per
 table, and out-of-gamut colours clip as a browser's do). The segmenter converts after
 resizing to the model's size, as libvips' thumbnailer colour-manages after its resize
 (libvips/resample/thumbnail.c): ~1 ms, where converting a 12 MP photo first costs ~0.4 s
-and a second full-size copy (36 MB; 300 MB at 100 MP), for a mask within 0.1% of it on
+and a second full-size copy (36 MB; 300 MB at 100 MP), for a mask of IoU 0.998 with it on
 the model's kind of image (docs/benchmarks.md, "HEIC, AVIF and colour profiles").
 
 Whether a profile is sRGB is decided by what it does, not by its name or hash (vendors
