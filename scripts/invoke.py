@@ -3,18 +3,20 @@
     make invoke EVENT=events/http_api_post_predict.json
     make invoke EVENT=events/http_api_post_predict.json IMAGE=~/photo.jpg    # your own image in the event
     python -m scripts.invoke events/s3_put_upload.json --local-s3             # an S3 event, no AWS needed
+    make invoke EVENT=events/s3_batch_operations_v2.json                      # a Batch Operations task, local S3
     python -m scripts.invoke events/http_api_get_root.json --json             # the summary as one JSON line
 
 The entry is the one template.yaml gives the function that receives such an event:
-``app.lambda_upload.handler`` for S3 events, ``app.lambda_api.handler`` otherwise
-(``--function`` overrides). Prints the response's summary on stdout: status,
-isBase64Encoded, headers and body length; an image body is saved
-(runs/invoke/<event>.png) and its path printed. For S3 events it prints each
-record's outcome. The function's own JSON logs and metrics go to stderr, so stdout
-holds the summary alone. S3 calls go wherever boto3's configuration points (AWS,
-or AWS_ENDPOINT_URL_S3); with --local-s3 they go to moto on loopback, seeded with
-the event's objects (``--image``, or events/images/ by the key's extension), and
-the outputs are downloaded to --out.
+``app.lambda_upload.handler`` for S3 events and S3 Batch Operations invocations,
+``app.lambda_api.handler`` otherwise (``--function`` overrides). Prints the response's
+summary on stdout: status, isBase64Encoded, headers and body length; an image body is
+saved (runs/invoke/<event>.png) and its path printed. For S3 events it prints each
+record's outcome, for Batch Operations each task's result code. The function's own
+JSON logs and metrics go to stderr, so stdout holds the summary alone. S3 calls go
+wherever boto3's configuration points (AWS, or AWS_ENDPOINT_URL_S3); with --local-s3
+they go to moto on loopback, seeded with the event's objects (``--image``, or
+events/images/ by the key's extension), and what the function wrote under overlays/
+is downloaded to --out.
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ def load_event(path: Path) -> dict[str, Any]:
 
 
 def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
-    """(bucket, decoded key) of each S3 record; none for other events."""
+    """(bucket, decoded key) of each S3 record or Batch Operations task; none for other events."""
+    from app.aws.batch_operations import batch_tasks, is_batch_event  # here: no app import before the entry's
+
+    if is_batch_event(event):
+        return [(task.source.bucket, task.source.key) for task in batch_tasks(event)]
     records = event.get("Records") or [] if isinstance(event, dict) else []
     return [(r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"])) for r in records if "s3" in r]
 
@@ -123,33 +129,43 @@ def summarise_http(response: dict[str, Any], out: Path) -> dict[str, Any]:
     return summary
 
 
-def fetch_outputs(result: dict[str, Any], bucket: str, out_dir: Path) -> list[str]:
-    """Downloads what the processed records wrote (overlay, mask, summary) into ``out_dir``."""
+def written_under_overlays(buckets: set[str]) -> dict[tuple[str, str], str]:
+    """(bucket, key) -> ETag of every object under overlays/: what the function wrote shows as a change."""
+    import boto3
+
+    client = boto3.client("s3")
+    return {(bucket, item["Key"]): item["ETag"] for bucket in sorted(buckets)
+            for item in client.list_objects_v2(Bucket=bucket, Prefix="overlays/").get("Contents", [])}
+
+
+def fetch_outputs(before: dict[tuple[str, str], str], buckets: set[str], out_dir: Path) -> list[str]:
+    """Downloads what the function wrote under overlays/ (outputs and summaries) into ``out_dir``."""
     import boto3
 
     client, saved = boto3.client("s3"), []
-    for record in result["records"]:
-        if record["status"] != "processed":
-            continue
-        stem = record["detail"].removesuffix(".png")
-        for key in (f"{stem}.png", f"{stem}.mask.png", f"{stem}.json"):
-            target = out_dir / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, key, str(target))
-            saved.append(str(target))
+    for (bucket, key), etag in sorted(written_under_overlays(buckets).items()):
+        if before.get((bucket, key)) == etag:
+            continue  # seeded from the event, not written
+        target = out_dir / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, key, str(target))
+        saved.append(str(target))
     return saved
 
 
 def invoke(event: dict[str, Any], entry: str, out: Path, download: bool) -> dict[str, Any]:
     """Imports the entry (its init runs now, as in a cold start) and calls its handler once."""
     handler = importlib.import_module(ENTRIES[entry]).handler
+    buckets = {bucket for bucket, _ in s3_objects(event)} if download else set()
+    before = written_under_overlays(buckets)
     result = handler(event, LambdaContext())
     if "statusCode" in result and "error" not in result:
         return summarise_http(result, out.with_suffix(".png"))
+    saved = fetch_outputs(before, buckets, out.parent / out.stem)
     if "records" in result:
-        objects = s3_objects(event)
-        saved = fetch_outputs(result, objects[0][0], out.parent / out.stem) if download and objects else []
         return {"kind": "s3", "records": result["records"], "saved": saved}
+    if "results" in result:
+        return {"kind": "batch", **result, "saved": saved}
     return {"kind": "unsupported", **result}
 
 
@@ -183,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
 def describe(summary: dict[str, Any]) -> str:
     """The summary for people: one line per fact."""
     lines = [f"== {summary['kind']} =="]
-    lines += [f"{name}: {value}" for name, value in summary.items() if name not in {"kind", "records", "headers"}]
+    lists = {"kind", "records", "results", "headers"}
+    lines += [f"{name}: {value}" for name, value in summary.items() if name not in lists]
     lines += [f"header {name}: {value}" for name, value in summary.get("headers", {}).items()]
     lines += [f"record {r['key']}: {r['status']} ({r['detail']})" for r in summary.get("records", [])]
+    lines += [f"task {r['taskId']}: {r['resultCode']} ({r['resultString']})" for r in summary.get("results", [])]
     return "\n".join(lines)
 
 

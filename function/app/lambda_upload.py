@@ -1,7 +1,8 @@
 """The upload function's Lambda entry (template.yaml: ``ImageConfig: Command: ["app.lambda_upload.handler"]``).
 
-S3 ObjectCreated events for ``uploads/`` go through the one pipeline into
-``overlays/``. No FastAPI, Starlette or Mangum is imported on this path
+S3 ObjectCreated events for ``uploads/``, and S3 Batch Operations tasks for objects
+under any other prefix but ``overlays/``, go through the one pipeline into
+``overlays/`` (``app.aws.lambda_s3`` tells them apart). No FastAPI, Starlette or Mangum is imported on this path
 (import-linter checks it), so this function's cold start does not pay for them.
 """
 

@@ -1,10 +1,12 @@
-"""The upload function's Lambda adapter: S3 ObjectCreated events to the upload trigger.
+"""The upload function's Lambda adapter: S3 ObjectCreated events to the upload trigger, and S3 Batch
+Operations invocations to ``app.aws.batch_operations``.
 
 ``make_upload_handler(trigger)`` is called once per execution environment by
 ``app.lambda_upload``. It imports nothing of the web stack (FastAPI, Starlette,
-Mangum), so the upload function's cold start does not pay for it. S3 and model
-errors raise, so Lambda retries the event and then sends it to the failure queue;
-other events get an error result, logged.
+Mangum), so the upload function's cold start does not pay for it. For S3 events, S3
+and model errors raise, so Lambda retries the event and then sends it to the failure
+queue; a Batch Operations invocation always gets its per-task answer (the service
+retries ``TemporaryFailure`` tasks itself); other events get an error result, logged.
 """
 
 from __future__ import annotations
@@ -14,19 +16,23 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from app.aws.batch_operations import BatchOperations, TaskResult, is_batch_event, response
 from app.aws.observability import LambdaHandler, instrument, logger, metrics, refuse
 from app.aws.s3_trigger import Outcome, S3Trigger
 
-SUPPORTED = "S3 ObjectCreated events"
+SUPPORTED = "S3 ObjectCreated events and S3 Batch Operations invocations (schema 1.0 or 2.0)"
 
 
 def make_upload_handler(trigger: S3Trigger) -> LambdaHandler:
-    """The ``handler(event, context)`` that runs S3 events through ``trigger``."""
+    """The ``handler(event, context)`` that runs S3 events and Batch Operations tasks through ``trigger``."""
+    batch = BatchOperations(trigger)
 
     def handler(event: Any, context: Any) -> dict[str, Any]:
-        if not is_s3_event(event):
-            return refuse(event, SUPPORTED)
-        return handle_s3(trigger, event)
+        if is_s3_event(event):
+            return handle_s3(trigger, event)
+        if is_batch_event(event):
+            return handle_batch(batch, event)
+        return refuse(event, SUPPORTED)
 
     return instrument(handler)
 
@@ -52,8 +58,22 @@ def handle_s3(trigger: S3Trigger, event: dict[str, Any]) -> dict[str, Any]:
     return {"records": [asdict(outcome) for outcome in outcomes]}
 
 
+def handle_batch(batch: BatchOperations, event: dict[str, Any]) -> dict[str, Any]:
+    """One result per task, in the event's schema: Batch Operations reads nothing else."""
+    results = batch.handle(event)
+    record_task_results(results)
+    return response(event, results)
+
+
 def record_outcomes(outcomes: list[Outcome]) -> None:
     for outcome in outcomes:
         metrics.add_metric(name=f"Images{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1)
         if outcome.inference_ms is not None:
             metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=outcome.inference_ms)
+
+
+def record_task_results(results: list[TaskResult]) -> None:
+    for result in results:
+        metrics.add_metric(name=f"BatchTasks{result.code}", unit=MetricUnit.Count, value=1)
+        if result.inference_ms is not None:
+            metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=result.inference_ms)

@@ -1,20 +1,23 @@
-"""The S3 upload trigger: each image put under ``uploads/`` gets its result, its mask and a summary.
+"""The upload trigger, and the processing every stored object gets: its result, its mask and a summary.
 
-Output keys derive from the input key (``app.aws.keys``), so S3's at-least-once
-delivery only overwrites. Options come from the object's ``options`` metadata (the
-upload flow signs them into the POST policy), else the server's defaults. The
-summary is written last: ``"status": "done"`` means every other output is there;
-an upload no retry can fix (corrupt, too large, wrong format, deleted, bad options)
-gets ``"status": "rejected"`` with the reason, so a client polling never waits
-forever. Keys outside ``uploads/`` (our own outputs) are skipped, so the function
-never triggers itself. S3 and model errors raise so Lambda retries.
+``S3Trigger.process`` takes S3 ObjectCreated events for ``uploads/``; keys elsewhere
+(our own outputs) are skipped, so the function never triggers itself. ``segment`` is
+the processing itself, shared with S3 Batch Operations (``app.aws.batch_operations``),
+which may name a stored object under any prefix but ``overlays/``. Output keys derive
+from the source key (``app.aws.keys``), so S3's at-least-once delivery only overwrites.
+Options come from the object's ``options`` metadata (the upload flow signs them into
+the POST policy), over the server's defaults, and under a Batch Operations job's own.
+The summary is written last: ``"status": "done"`` means every other output is there;
+an object no retry can fix (corrupt, too large, wrong format, deleted, bad options)
+gets ``"status": "rejected"`` with the reason, so a client polling never waits forever.
+S3 and model errors raise: Lambda retries the event, Batch Operations the task.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
@@ -29,18 +32,18 @@ from app.core.pipeline import Rendered, render
 from app.core.segmenter import Segmenter
 from app.core.settings import Settings
 
-# Deleted between the event and our GET: nothing to retry. Without s3:ListBucket (the template
-# grants the upload function none) S3 answers AccessDenied instead, which raises: such an event
-# ends in the failure queue.
-GONE_ERROR_CODES = {"NoSuchKey", "404"}
+# Deleted between the event and our GET, or a version that is gone: nothing to retry. Without
+# s3:ListBucket (the template grants the upload function none) S3 answers AccessDenied instead,
+# which raises: such an event ends in the failure queue, such a task a PermanentFailure.
+GONE_ERROR_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
 INFERENCE_STAGES = ("resize", "infer", "upsample")  # the segmenter's stages: the InferenceLatency metric
 JSON = "application/json"
 
 logger = logging.getLogger(__name__)
 
 
-class UploadUnusable(Exception):
-    """An upload that no retry can fix: deleted before we read it, over the byte limit (unread), bad options.
+class SourceUnusable(Exception):
+    """A stored object that no retry can fix: deleted before we read it, over the byte limit (unread), bad options.
 
     ``owner``: the caller it belongs to, where its metadata was read (the rejected summary keeps it).
     """
@@ -55,8 +58,17 @@ class ModelSource(Protocol):
 
 
 @dataclass(frozen=True)
+class StoredObject:
+    """An object to process: where it is, and which version (None: the latest)."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What happened to one record: ``processed``, ``skipped`` or ``rejected``."""
+    """What happened to one object: ``processed``, ``skipped`` or ``rejected``."""
 
     key: str
     status: str
@@ -66,7 +78,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class StoredImage:
-    """An upload's bytes and its metadata (the upload flow's options and owner)."""
+    """An object's bytes and its metadata (the upload flow's options and owner)."""
 
     data: bytes
     metadata: dict[str, str]
@@ -82,7 +94,7 @@ def uploaded_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 class S3Trigger:
-    """Processes S3 ObjectCreated events with the model of this execution environment."""
+    """Processes S3 ObjectCreated events, and stored objects, with the model of this execution environment."""
 
     def __init__(self, s3: Callable[[], Any], models: ModelSource, settings: Settings) -> None:
         self.s3, self.models = s3, models  # the S3 client is looked up per call: built once, swappable in tests
@@ -93,62 +105,66 @@ class S3Trigger:
         return [self.process(bucket, key) for bucket, key in uploaded_objects(event)]
 
     def process(self, bucket: str, key: str) -> Outcome:
+        """An upload event's object: segmented if it is under ``uploads/``, else skipped (needs no model)."""
         if not is_upload_key(key):
             logger.info("skipping s3://%s/%s: only keys under %s are processed", bucket, key, UPLOAD_PREFIX)
             return Outcome(key, "skipped", f"not under {UPLOAD_PREFIX}")
-        segmenter = self.models.get()  # raises while the model is unavailable: Lambda retries the event
+        return self.segment(StoredObject(bucket, key))
+
+    def segment(self, source: StoredObject, job_options: Mapping[str, Any] | None = None) -> Outcome:
+        """``source`` through the pipeline into its outputs; ``job_options`` (a Batch Operations job's) win over
+        the object's own. Rejections are summarised; S3 and model errors raise."""
+        segmenter = self.models.get()  # raises while the model is unavailable: the event or task is retried
         try:
-            stored = self._read(bucket, key)
-            options = self._options(stored)
-            keys = output_keys(key, options)
+            stored = self._read(source)
+            options = self._options(stored, job_options or {})
+            keys = output_keys(source.key, options)
             rendered = render(segmenter, stored.data, self.limits, options, also=extra_outputs(keys))
-        except UploadUnusable as unusable:
-            return self._reject(bucket, key, str(unusable), unusable.owner)
+        except SourceUnusable as unusable:
+            return self._reject(source, str(unusable), unusable.owner)
         except ImageRejected as rejected:
-            return self._reject(bucket, key, rejected.detail, stored.owner)
-        summary = {**done_summary(rendered, (bucket, key), options, keys), **owned_by(stored.owner)}
-        self._write(bucket, keys, rendered, summary)
-        logger.info("segmented s3://%s/%s -> %s", bucket, key, keys.summary)
+            return self._reject(source, rejected.detail, stored.owner)
+        summary = {**done_summary(rendered, source, options, keys), **owned_by(stored.owner)}
+        self._write(source.bucket, keys, rendered, summary)
+        logger.info("segmented s3://%s/%s -> %s", source.bucket, source.key, keys.summary)
         inference_ms = sum(rendered.timings_ms.get(stage, 0.0) for stage in INFERENCE_STAGES)
-        return Outcome(key, "processed", keys.result or keys.summary, round(inference_ms, 1))
+        return Outcome(source.key, "processed", keys.result or keys.summary, round(inference_ms, 1))
 
-    def _reject(self, bucket: str, key: str, reason: str, owner: str | None) -> Outcome:
-        logger.warning("skipping s3://%s/%s: %s", bucket, key, reason)
-        summary = {"status": "rejected", "reason": reason, "source": {"bucket": bucket, "key": key},
-                   **owned_by(owner)}
-        self._put(bucket, summary_key(key), json.dumps(summary, indent=2).encode(), JSON)
-        return Outcome(key, "rejected", reason)
+    def _reject(self, source: StoredObject, reason: str, owner: str | None) -> Outcome:
+        logger.warning("skipping s3://%s/%s: %s", source.bucket, source.key, reason)
+        summary = {"status": "rejected", "reason": reason, "source": source_document(source), **owned_by(owner)}
+        self._put(source.bucket, summary_key(source.key), json.dumps(summary, indent=2).encode(), JSON)
+        return Outcome(source.key, "rejected", reason)
 
-    def _read(self, bucket: str, key: str) -> StoredImage:
+    def _read(self, source: StoredObject) -> StoredImage:
         """The object's bytes and metadata; limits checked on its length before any byte is read."""
         from botocore.exceptions import ClientError  # here: botocore stays out of the HTTP path's start-up
 
+        version = {"VersionId": source.version_id} if source.version_id else {}
         try:
-            response = self.s3().get_object(Bucket=bucket, Key=key)
+            response = self.s3().get_object(Bucket=source.bucket, Key=source.key, **version)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in GONE_ERROR_CODES:
-                raise UploadUnusable(f"{key} no longer exists") from error
+                raise SourceUnusable(f"{source.key} no longer exists") from error
             raise
         metadata = response.get("Metadata") or {}
         size = response["ContentLength"]
         if size > self.limits.max_bytes:
             response["Body"].close()
-            raise UploadUnusable(f"{size} bytes is over the {self.limits.max_bytes}-byte limit (S3_MAX_UPLOAD_BYTES)",
+            raise SourceUnusable(f"{size} bytes is over the {self.limits.max_bytes}-byte limit (S3_MAX_UPLOAD_BYTES)",
                                  metadata.get(OWNER_METADATA))
         return StoredImage(response["Body"].read(), metadata)
 
-    def _options(self, stored: StoredImage) -> RenderOptions:
-        """The defaults with the upload's own options on top; options no retry can make valid are refused."""
+    def _options(self, stored: StoredImage, job_options: Mapping[str, Any]) -> RenderOptions:
+        """The defaults, the object's own options on top, a job's on top of those; invalid ones are refused."""
         given = stored.metadata.get(OPTIONS_METADATA)
-        if given is None:
-            return self.defaults
         try:
-            options = json.loads(given)
+            options = json.loads(given) if given is not None else {}
             if not isinstance(options, dict):
                 raise ValueError(f"{given!r} is not a JSON object")
-            return self.defaults.with_overrides(options)
+            return self.defaults.with_overrides({**options, **job_options})
         except (ValueError, ValidationError) as invalid:  # JSONDecodeError is a ValueError
-            raise UploadUnusable(f"the upload's options are invalid ({invalid})", stored.owner) from None
+            raise SourceUnusable(f"the upload's options are invalid ({invalid})", stored.owner) from None
 
     def _write(self, bucket: str, keys: OutputKeys, rendered: Rendered, summary: dict[str, Any]) -> None:
         """The mask, then the result, then the summary: its presence means the others are there."""
@@ -162,6 +178,14 @@ class S3Trigger:
         self.s3().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
+def source_document(source: StoredObject) -> dict[str, str]:
+    """The summary's ``source``: bucket and key, and the version when one was asked for."""
+    document = {"bucket": source.bucket, "key": source.key}
+    if source.version_id:
+        document["version_id"] = source.version_id
+    return document
+
+
 def owned_by(owner: str | None) -> dict[str, str]:
     """The summary's ``owner`` field, when the upload has one: GET /results/{id} answers only that caller."""
     return {OWNER_METADATA: owner} if owner is not None else {}
@@ -172,14 +196,14 @@ def extra_outputs(keys: OutputKeys) -> tuple[Output, ...]:
     return () if keys.result == keys.mask else ("mask",)
 
 
-def done_summary(rendered: Rendered, source: tuple[str, str], options: RenderOptions,
+def done_summary(rendered: Rendered, source: StoredObject, options: RenderOptions,
                  keys: OutputKeys) -> dict[str, Any]:
-    """The summary of a processed upload: source, size, foreground, model, options, output keys (and the RLE
+    """The summary of a processed object: source, size, foreground, model, options, output keys (and the RLE
     for ``output=json``, whose result is this summary)."""
     summary, model = rendered.summary, rendered.model
     document = {
         "status": "done",
-        "source": {"bucket": source[0], "key": source[1]},
+        "source": source_document(source),
         "image": {"width": summary.width, "height": summary.height},
         "foreground_fraction": summary.foreground_fraction,
         "bounding_box": asdict(summary.bounding_box) if summary.bounding_box else None,

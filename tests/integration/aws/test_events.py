@@ -34,11 +34,18 @@ class S3:
 
 
 @dataclass(frozen=True)
+class Batch:
+    """A Batch Operations answer: (result code, result string) per task."""
+
+    results: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Unsupported:
     shape: str
 
 
-EXPECTED: dict[str, Http | S3 | Unsupported] = {
+EXPECTED: dict[str, Http | S3 | Batch | Unsupported] = {
     "http_api_get_root.json": Http(200, base64=False, json_body=ROOT_BODY),
     "http_api_post_predict.json": Http(200, base64=True, png_size=(447, 231)),
     "rest_api_post_predict.json": Http(200, base64=True, png_size=(79, 128)),
@@ -46,10 +53,15 @@ EXPECTED: dict[str, Http | S3 | Unsupported] = {
     "s3_put_upload.json": S3(("processed",)),
     "s3_put_overlay.json": S3(("skipped",)),
     "s3_put_batch.json": S3(("processed", "processed", "skipped")),
+    "s3_batch_operations_v1.json": Batch((("Succeeded", "overlays/photos/2019/summer holiday/cat+dog 1.jpg.png"),)),
+    # the job's userArguments ask for a WebP cutout
+    "s3_batch_operations_v2.json": Batch((("Succeeded", "overlays/archive/scans/page 7+8.png.cutout.webp"),)),
     "eventbridge_scheduled.json": Unsupported("top-level keys ['account', 'detail', 'detail-type', 'id'"),
     "sqs_message.json": Unsupported("top-level keys ['Records']"),
 }
-ENTRY = {"s3_put_upload.json": "upload", "s3_put_overlay.json": "upload", "s3_put_batch.json": "upload"}  # else api
+UPLOAD_EVENTS = ("s3_put_upload.json", "s3_put_overlay.json", "s3_put_batch.json", "s3_batch_operations_v1.json",
+                 "s3_batch_operations_v2.json")
+ENTRY = dict.fromkeys(UPLOAD_EVENTS, "upload")  # the others: api
 
 
 def test_every_event_file_has_an_expectation() -> None:
@@ -67,6 +79,10 @@ def test_event_through_its_function(name: str, s3: Any, context: LambdaContext) 
         check_http(result, expected)
     elif isinstance(expected, S3):
         assert tuple(record["status"] for record in result["records"]) == expected.statuses
+    elif isinstance(expected, Batch):
+        assert (result["invocationSchemaVersion"], result["invocationId"]) == (
+            event["invocationSchemaVersion"], event["invocationId"])
+        assert tuple((r["resultCode"], r["resultString"]) for r in result["results"]) == expected.results
     else:
         assert (result["statusCode"], result["error"]) == (400, "UnsupportedEvent")
         assert expected.shape in result["detail"]

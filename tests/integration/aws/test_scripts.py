@@ -83,6 +83,31 @@ def test_invoke_serves_s3_events_from_a_local_s3(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("event", "result", "saved"),
+    [
+        ("s3_batch_operations_v1.json", "overlays/photos/2019/summer holiday/cat+dog 1.jpg.png",
+         [f"overlays/photos/2019/summer holiday/cat+dog 1.jpg{suffix}" for suffix in (".json", ".mask.png", ".png")]),
+        ("s3_batch_operations_v2.json", "overlays/archive/scans/page 7+8.png.cutout.webp",
+         [f"overlays/archive/scans/page 7+8.png{suffix}" for suffix in (".cutout.webp", ".json", ".mask.png")]),
+    ],
+)
+def test_invoke_runs_batch_operations_events_on_a_local_s3(
+    event: str, result: str, saved: list[str], tmp_path: Path
+) -> None:
+    """`make invoke EVENT=events/s3_batch_operations_v1.json`: the task's answer, and its outputs downloaded."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_") and name != "MODEL_URI"}
+    command = [sys.executable, "-m", "scripts.invoke", f"events/{event}", "--local-s3", "--json",
+               "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=True)
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["kind"], summary["treatMissingKeysAs"]) == ("batch", "PermanentFailure")
+    assert [(r["resultCode"], r["resultString"]) for r in summary["results"]] == [("Succeeded", result)]
+    out = tmp_path / event.removesuffix(".json")
+    assert [Path(path).relative_to(out).as_posix() for path in summary["saved"]] == saved
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("event", ["http_api_post_predict.json", "rest_api_post_predict.json", "s3_put_upload.json"])
 def test_invoke_takes_the_users_image_and_prints_only_the_summary(event: str, tmp_path: Path) -> None:
     """`make invoke EVENT=... IMAGE=photo.jpg`: the result has the user's image's size; stdout is the summary alone."""
@@ -94,7 +119,8 @@ def test_invoke_takes_the_users_image_and_prints_only_the_summary(event: str, tm
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=True)
     [line] = done.stdout.splitlines()  # the app's JSON logs and metrics went to stderr
     summary = json.loads(line)
-    saved = summary["saved"] if summary["kind"] == "http" else summary["saved"][0]
+    results = [path for path in summary["saved"] if path.endswith(".jpg.png")]  # S3: the overlay, not the mask
+    saved = summary["saved"] if summary["kind"] == "http" else results[0]
     with Image.open(saved) as result:
         assert result.size == (61, 37)
     assert '"message":"model loaded"' in done.stderr

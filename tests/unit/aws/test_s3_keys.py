@@ -1,4 +1,5 @@
-"""app.aws.keys and the trigger's pure parts: which keys are uploads, where outputs go, safe file names, summaries."""
+"""app.aws.keys, app.core.naming and the trigger's pure parts: which keys are uploads or sources, where outputs
+go, safe file names, summaries."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from app.aws.keys import MAX_NAME_BYTES, OutputKeys, is_upload_key, output_keys, sanitise_filename, upload_key
-from app.aws.s3_trigger import done_summary, extra_outputs, uploaded_objects
+from app.aws.keys import OutputKeys, is_source_key, is_upload_key, output_keys, upload_key
+from app.aws.s3_trigger import StoredObject, done_summary, extra_outputs, uploaded_objects
 from app.core.encoding import Encoded
 from app.core.model_contract import ModelInfo
+from app.core.naming import MAX_NAME_BYTES, result_name, sanitise_filename
 from app.core.options import RenderOptions
 from app.core.pipeline import Rendered
 from app.core.summary import BoundingBox, Summary
@@ -68,10 +70,53 @@ def test_output_keys(key: str, options: dict[str, Any], expected: OutputKeys) ->
     assert output_keys(key, RenderOptions(**options)) == expected
 
 
-@pytest.mark.parametrize("key", ["overlays/x.png", "uploads/", "backup/uploads/a.jpg"])
-def test_only_uploads_have_output_keys(key: str) -> None:
-    with pytest.raises(ValueError, match="only keys under uploads/ are"):
+@pytest.mark.parametrize(
+    ("key", "source"),
+    [
+        ("uploads/x/cat.jpg", True), ("photos/2019/my cat+dog.jpg", True), ("cat.jpg", True),
+        ("backup/overlays/a.jpg", True),  # "overlays/" inside a key is not under it
+        ("overlays/x/cat.jpg.png", False), ("overlays/", False),  # our own outputs: never a source
+        ("photos/", False), ("uploads/x/", False), ("", False),  # folder markers, nothing
+    ],
+)
+def test_which_keys_are_sources(key: str, source: bool) -> None:
+    assert is_source_key(key) is source
+
+
+# Batch Operations: any prefix keeps its whole key under overlays/; only uploads/ is dropped (results by id).
+@pytest.mark.parametrize(
+    ("key", "options", "expected"),
+    [
+        ("photos/2019/cat.jpg", {}, keys("overlays/photos/2019/cat.jpg", "overlays/photos/2019/cat.jpg.png")),
+        ("photos/a b+c.png", {"output": "cutout", "format": "webp"},
+         keys("overlays/photos/a b+c.png", "overlays/photos/a b+c.png.cutout.webp")),
+        ("cat.jpg", {"output": "json"}, keys("overlays/cat.jpg", None)),
+        ("backup/uploads/a.jpg", {}, keys("overlays/backup/uploads/a.jpg", "overlays/backup/uploads/a.jpg.png")),
+    ],
+)
+def test_output_keys_of_any_source(key: str, options: dict[str, Any], expected: OutputKeys) -> None:
+    assert output_keys(key, RenderOptions(**options)) == expected
+
+
+@pytest.mark.parametrize("key", ["overlays/x.png", "uploads/", "photos/", ""])
+def test_outputs_and_folders_have_no_output_keys(key: str) -> None:
+    with pytest.raises(ValueError, match="is not a source: keys under overlays/ are outputs"):
         output_keys(key, RenderOptions())
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({}, "a/cat.jpg.png"), ({"format": "jpeg"}, "a/cat.jpg.jpg"), ({"format": "webp"}, "a/cat.jpg.webp"),
+        ({"output": "mask"}, "a/cat.jpg.mask.png"), ({"output": "mask", "format": "jpeg"}, "a/cat.jpg.mask.jpg"),
+        ({"output": "cutout"}, "a/cat.jpg.cutout.png"),
+        ({"output": "cutout", "format": "webp"}, "a/cat.jpg.cutout.webp"),
+        ({"output": "json"}, "a/cat.jpg.json"), ({"output": "json", "format": "webp"}, "a/cat.jpg.json"),
+    ],
+)
+def test_result_names(options: dict[str, Any], name: str) -> None:
+    """The one naming rule of the trigger, Batch Operations, POST /predict/batch and unet-segment."""
+    assert result_name("a/cat.jpg", RenderOptions(**options)) == name
 
 
 @pytest.mark.parametrize(
@@ -131,7 +176,7 @@ def test_done_summary(summary: Summary, box: dict[str, int] | None) -> None:
     rendered = Rendered(outputs=(Encoded(b"", "image/png", ".png"),), summary=summary, model=MODEL, timings_ms={})
     options = RenderOptions(format="webp")
     output = output_keys("uploads/a.jpg", options)
-    assert done_summary(rendered, (BUCKET, "uploads/a.jpg"), options, output) == {
+    assert done_summary(rendered, StoredObject(BUCKET, "uploads/a.jpg"), options, output) == {
         "status": "done",
         "source": {"bucket": BUCKET, "key": "uploads/a.jpg"},
         "image": {"width": 5, "height": 4},
@@ -142,3 +187,11 @@ def test_done_summary(summary: Summary, box: dict[str, int] | None) -> None:
                     "threshold": None},
         "outputs": {"result": "overlays/a.jpg.webp", "mask": "overlays/a.jpg.mask.png"},
     }
+
+
+def test_a_version_asked_for_is_in_the_summary() -> None:
+    rendered = Rendered(outputs=(Encoded(b"", "image/png", ".png"),), summary=Summary(5, 4, 0.0, None), model=MODEL,
+                        timings_ms={})
+    source = StoredObject(BUCKET, "photos/a.jpg", version_id="3HL4kqtJlcpXroDTDmJ")
+    summary = done_summary(rendered, source, RenderOptions(), output_keys(source.key, RenderOptions()))
+    assert summary["source"] == {"bucket": BUCKET, "key": "photos/a.jpg", "version_id": "3HL4kqtJlcpXroDTDmJ"}

@@ -1,0 +1,162 @@
+"""S3 Batch Operations: stored objects, named in a manifest, through the same processing as an upload.
+
+Batch Operations invokes the upload function synchronously with one event per call
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/batch-ops-invoke-lambda.html):
+``invocationSchemaVersion`` 1.0 names each task's bucket by ``s3BucketArn``, 2.0 by
+``s3Bucket`` and may carry the job's ``userArguments`` (here: render options, such as
+``{"format": "webp"}``, applied over each object's own). Task keys are URL-encoded as in
+the manifest (``%20`` or ``+`` for a space, ``%2B`` for a plus), decoded with ``unquote_plus``
+as the page's own example does. Every task gets one result, and no task raises:
+
+- ``Succeeded``: the output key (the result's, or the summary's for ``output=json``);
+- ``PermanentFailure``: what no retry can fix: a key under ``overlays/`` (our own outputs,
+  never a source), a folder marker, a deleted object, one that is not an accepted image
+  or over the limits (those also get a ``rejected`` summary, as uploads do), access denied
+  (outside the prefixes the function may read), invalid options;
+- ``TemporaryFailure``: throttling, S3 or network errors, the model not loaded yet: Batch
+  Operations retries the task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote_plus
+
+from pydantic import ValidationError
+
+from app.aws.keys import OUTPUT_PREFIX, is_source_key
+from app.aws.s3_trigger import S3Trigger, StoredObject
+from app.core.model_holder import ModelNotReady
+
+SCHEMA_VERSIONS = ("1.0", "2.0")
+# Keys missing from our response are a bug of ours: failing them shows it in the completion report.
+TREAT_MISSING_KEYS_AS = "PermanentFailure"
+# Worth retrying: S3 throttling and its 5xx answers (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+TEMPORARY_ERROR_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestLimitExceeded",
+    "ServiceUnavailable", "InternalError", "OperationAborted",
+})
+
+ACCESS_DENIED_HINT = (": the upload function may read only the prefixes of the stack's BatchSourcePrefixes "
+                      "parameter (docs/deploy.md)")
+
+ResultCode = Literal["Succeeded", "TemporaryFailure", "PermanentFailure"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of the event: its id and the object it names."""
+
+    id: str
+    source: StoredObject
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A task's result code, the string the completion report shows, and its inference time if it ran."""
+
+    task_id: str
+    code: ResultCode
+    detail: str
+    inference_ms: float | None = None
+
+    def as_response(self) -> dict[str, str]:
+        return {"taskId": self.task_id, "resultCode": self.code, "resultString": self.detail}
+
+
+def is_batch_event(event: Any) -> bool:
+    """An S3 Batch Operations invocation of a schema this function knows."""
+    return (isinstance(event, dict) and event.get("invocationSchemaVersion") in SCHEMA_VERSIONS
+            and isinstance(event.get("invocationId"), str) and isinstance(event.get("tasks"), list))
+
+
+def batch_tasks(event: dict[str, Any]) -> list[Task]:
+    """The event's tasks with their keys decoded."""
+    return [Task(task["taskId"], StoredObject(task_bucket(task), unquote_plus(task["s3Key"]), task.get("s3VersionId")))
+            for task in event["tasks"]]
+
+
+def task_bucket(task: dict[str, Any]) -> str:
+    """Schema 2.0's ``s3Bucket``, else the last part of 1.0's ``s3BucketArn`` (``arn:aws:s3:::name``)."""
+    if task.get("s3Bucket"):
+        return str(task["s3Bucket"])
+    return str(task["s3BucketArn"]).rpartition(":")[2]
+
+
+def job_options(event: dict[str, Any]) -> dict[str, Any]:
+    """The job's ``userArguments`` (schema 2.0): render options for every task of the job."""
+    return dict((event.get("job") or {}).get("userArguments") or {})
+
+
+def response(event: dict[str, Any], results: list[TaskResult]) -> dict[str, Any]:
+    """The answer Batch Operations expects: the event's schema and invocation id, one result per task."""
+    return {
+        "invocationSchemaVersion": event["invocationSchemaVersion"],
+        "treatMissingKeysAs": TREAT_MISSING_KEYS_AS,
+        "invocationId": event["invocationId"],
+        "results": [result.as_response() for result in results],
+    }
+
+
+class BatchOperations:
+    """Runs each task of a Batch Operations event through the trigger's processing; never raises for a task."""
+
+    def __init__(self, trigger: S3Trigger) -> None:
+        self.trigger = trigger
+
+    def handle(self, event: dict[str, Any]) -> list[TaskResult]:
+        options, tasks = job_options(event), batch_tasks(event)
+        invalid = self.invalid_options(options)
+        if invalid is not None:
+            return [failed(task, "PermanentFailure", invalid) for task in tasks]
+        return [self.run(task, options) for task in tasks]
+
+    def run(self, task: Task, options: Mapping[str, Any]) -> TaskResult:
+        key = task.source.key
+        if not is_source_key(key):
+            return failed(task, "PermanentFailure", f"{key!r} is not a source: keys under {OUTPUT_PREFIX} are this "
+                                                    "service's outputs and keys ending in / are folders")
+        try:
+            outcome = self.trigger.segment(task.source, options)
+        except Exception as error:  # one task's trouble never fails the others
+            return failed(task, *classify(error))
+        if outcome.status != "processed":  # rejected, and logged as such by the trigger
+            return TaskResult(task.id, "PermanentFailure", outcome.detail)
+        return TaskResult(task.id, "Succeeded", outcome.detail, outcome.inference_ms)
+
+    def invalid_options(self, options: Mapping[str, Any]) -> str | None:
+        """Why the job's options are invalid (every task fails the same way), or None."""
+        try:
+            self.trigger.defaults.with_overrides(options)
+        except ValidationError as invalid:
+            return f"the job's userArguments are not valid options ({invalid})"
+        return None
+
+
+def classify(error: Exception) -> tuple[ResultCode, str]:
+    """An exception from one task -> its result code and reason: retry what time can fix."""
+    from botocore.exceptions import BotoCoreError, ClientError  # here, as in the trigger: not at import
+
+    if isinstance(error, ModelNotReady):
+        return "TemporaryFailure", error.detail
+    if isinstance(error, BotoCoreError):  # connection refused or reset, timeouts: the network
+        return "TemporaryFailure", f"S3 could not be reached ({error})"
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if details.get("Code") in TEMPORARY_ERROR_CODES or status >= 500:
+            return "TemporaryFailure", f"S3 answered {error}"
+        hint = ACCESS_DENIED_HINT if details.get("Code") == "AccessDenied" else ""
+        return "PermanentFailure", f"S3 answered {error}{hint}"
+    logger.exception("batch task failed unexpectedly")  # a bug: its traceback in the logs
+    return "PermanentFailure", f"internal error ({type(error).__name__}: {error}): it has been logged"
+
+
+def failed(task: Task, code: ResultCode, reason: str) -> TaskResult:
+    logger.warning("batch task %s s3://%s/%s: %s: %s", task.id, task.source.bucket, task.source.key, code, reason)
+    return TaskResult(task.id, code, reason)
