@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # A result over this many bytes gets 413 instead of a response Lambda cannot return.
     # None: no cap (local serving); ~4_400_000 behind API Gateway + Lambda.
     MAX_RESPONSE_BYTES: int | None = Field(default=None, gt=0)
+    # POST /predict/batch: files per request. Their bytes share MAX_UPLOAD_BYTES (one request body).
+    MAX_BATCH_FILES: int = Field(default=16, gt=0)
 
     # The S3 trigger reads objects directly, so it may take bigger images.
     S3_MAX_UPLOAD_BYTES: int = Field(default=50_000_000, gt=0)

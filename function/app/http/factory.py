@@ -11,7 +11,7 @@ from app.aws.uploads import UploadFlow
 from app.core.model_holder import ModelHolder
 from app.core.options import RenderOptions
 from app.core.settings import Settings
-from app.http import routes, uploads
+from app.http import batch, routes, uploads
 from app.http.auth import ApiKeys, require_caller
 from app.http.body_limit import BodySizeLimit
 from app.http.errors import install_error_handlers
@@ -37,7 +37,7 @@ def create_app(settings: Settings, holder: ModelHolder, work_queue: WorkQueue) -
     app.add_middleware(BodySizeLimit, max_file_bytes=settings.MAX_UPLOAD_BYTES)
     install_error_handlers(app)
     app.include_router(routes.open_router)
-    for protected in (routes.router, uploads.router):
+    for protected in (routes.router, batch.router, uploads.router):
         app.include_router(protected, dependencies=[Depends(require_caller)], responses=UNAUTHENTICATED)
     return app
 

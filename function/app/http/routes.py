@@ -1,6 +1,7 @@
 """The routes: ``GET /`` (the seed's answer) and ``GET /health``, always open; ``POST /predict``, protected.
 
-``create_app`` includes ``router`` behind ``app.http.auth.require_caller``.
+``create_app`` includes ``router`` behind ``app.http.auth.require_caller``. ``predict_job`` and
+``check_response_size`` are also what ``POST /predict/batch`` does per file, so a file's result is the same.
 """
 
 from __future__ import annotations
@@ -87,16 +88,16 @@ async def predict(
     watch = Stopwatch()
     data = await file.read()
     watch.lap("read")
-    job = partial(_predict_job, holder, data, settings, options, watch)
+    job = partial(predict_job, holder, data, settings, options, watch)
     rendered = await work_queue.run(job)
-    _check_response_size(rendered, settings)
+    check_response_size(rendered, settings)
     _log_prediction(rendered, options, len(data), caller_id(request))
     output = rendered.result
     return Response(output.body, media_type=output.media_type,
                     headers={"Server-Timing": server_timing(rendered.timings_ms), "Vary": "Accept"})
 
 
-def _predict_job(holder: ModelHolder, data: bytes, settings: Settings, options: RenderOptions,
+def predict_job(holder: ModelHolder, data: bytes, settings: Settings, options: RenderOptions,
                  watch: Stopwatch) -> Rendered:
     """Runs on a worker thread: the wait for it ends here."""
     watch.lap("wait")
@@ -104,7 +105,7 @@ def _predict_job(holder: ModelHolder, data: bytes, settings: Settings, options: 
     return render(holder.get(), data, limits, options, watch=watch, fit_within=settings.MAX_RESPONSE_BYTES)
 
 
-def _check_response_size(rendered: Rendered, settings: Settings) -> None:
+def check_response_size(rendered: Rendered, settings: Settings) -> None:
     limit, size = settings.MAX_RESPONSE_BYTES, len(rendered.result.body)
     if limit is not None and size > limit:
         raise ImageTooLarge(

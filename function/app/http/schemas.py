@@ -160,3 +160,15 @@ class ResultDone(BaseModel):
     overlay_url: str | None
     mask_url: str | None
     summary: dict[str, Any]
+
+
+class BatchItem(BaseModel):
+    """One input of ``POST /predict/batch``, as ``results.json`` in its zip lists it (in the order sent)."""
+
+    filename: str | None = Field(description="The file name as sent (null when the part had none).")
+    result: str | None = Field(description="The result's name in the zip; null when the file failed.")
+    status: int = Field(description="What POST /predict would have answered for this file alone.")
+    detail: str | None = Field(description="Why it failed (as POST /predict's error detail); null on success.")
+    width: int | None = None
+    height: int | None = None
+    foreground_fraction: float | None = None
