@@ -12,8 +12,8 @@ EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help serve serve-gpu gpu-check test lint bench train export evaluate ensemble quantize invoke lambda-size \
-	lambda-memory publish-model build deploy clean
+.PHONY: help serve serve-gpu gpu-check test lint bench train export evaluate ensemble quantize segment invoke \
+	lambda-size lambda-memory publish-model build deploy clean
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -77,6 +77,12 @@ ensemble: $(VENV)/.dev-installed  ## members and/or test-time flips as one ONNX 
 
 quantize: $(VENV)/.dev-installed  ## int8 model, kept only if it passes the accuracy gate: make quantize ARGS="model/weights/unet.onnx model/weights/unet-int8.onnx"
 	$(PY) -m model.quantize $(ARGS)
+
+# --- files and folders on this machine (README: "Command line"). OUT defaults to runs/segment for this
+# verb only (target-specific: `make export` keeps requiring its own OUT).
+segment: OUT ?= runs/segment
+segment: $(VENV)/.serve-installed  ## segment files, folders, globs: make segment IN=photos OUT=out ARGS="--recursive --jobs 2"
+	$(VENV)/bin/unet-segment $(IN) -o $(OUT) $(ARGS)
 
 # --- AWS (docs/deploy.md). invoke and lambda-size need neither Docker nor an AWS account.
 # make invoke: S3 events read and write moto on loopback; S3=aws uses your AWS configuration instead.

@@ -30,6 +30,11 @@ def dry_run(*arguments: str) -> list[str]:
         ("evaluate MODEL=x.onnx", "-m model.evaluate x.onnx"),
         ("quantize ARGS=a.onnx", "-m model.quantize a.onnx"),
         ("ensemble ARGS=a.onnx", "-m model.ensemble a.onnx"),
+        ("segment IN=photos OUT=out ARGS=--recursive", "/unet-segment photos -o out --recursive"),
+        ("segment IN=a.jpg", "/unet-segment a.jpg -o runs/segment"),
+        ("export CKPT=a.pt", "-m model.export a.pt"),  # segment's default OUT is its own
+        ("invoke EVENT=events/s3_batch_operations_v2.json",
+         "-m scripts.invoke events/s3_batch_operations_v2.json --local-s3"),
         ("invoke EVENT=events/s3_put_upload.json", "-m scripts.invoke events/s3_put_upload.json --local-s3"),
         ("invoke EVENT=events/s3_put_upload.json S3=aws", "-m scripts.invoke events/s3_put_upload.json"),
         ("invoke EVENT=events/s3_put_upload.json IMAGE=me.jpg",

@@ -30,6 +30,11 @@ def test_the_runtime_package_installs_with_every_layer(wheel: zipfile.ZipFile) -
     assert not any(name.startswith(("model/", "tests/", "bench/", "scripts/")) for name in names)  # no torch side
 
 
+def test_the_command_line_installs_as_a_console_script(wheel: zipfile.ZipFile) -> None:
+    [entry_points] = [name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt")]
+    assert wheel.read(entry_points).decode().split() == ["[console_scripts]", "unet-segment", "=", "app.cli:main"]
+
+
 def test_the_bundled_model_installs_where_settings_look_for_it(wheel: zipfile.ZipFile) -> None:
     [model] = [name for name in wheel.namelist() if name.endswith("share/unet-segmentation/unet-int8.onnx")]
     assert wheel.getinfo(model).file_size == DEFAULT_MODEL.stat().st_size
