@@ -32,15 +32,23 @@ def resource(template: dict[str, Any], name: str) -> dict[str, Any]:
     return template["Resources"][name]["Properties"]
 
 
-def statements(template: dict[str, Any], function: str) -> list[tuple[str, list[str], dict[str, Any] | None]]:
-    """(action, resources, condition) of every statement of the function's inline policies."""
-    found = []
+Statement = tuple[str | list[str], list[str], dict[str, Any] | None]
+
+
+def statements(template: dict[str, Any], function: str, effect: str = "Allow") -> list[Statement]:
+    """(action, resources, condition) of every statement of the function's inline policies with this effect."""
+    found: list[Statement] = []
     for policy in resource(template, function)["Policies"]:
         for statement in policy["Statement"]:
-            assert statement["Effect"] == "Allow"
-            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-            found.append((statement["Action"], [r["Fn::Sub"] for r in resources], statement.get("Condition")))
+            assert statement["Effect"] in {"Allow", "Deny"}
+            if statement["Effect"] == effect:
+                found.append((statement["Action"], subs(statement["Resource"]), statement.get("Condition")))
     return found
+
+
+def subs(resources: Any) -> list[str]:
+    """The Fn::Sub strings of a statement's Resource (one, or a list)."""
+    return [r["Fn::Sub"] for r in (resources if isinstance(resources, list) else [resources])]
 
 
 def references(node: Any) -> list[str]:
@@ -124,7 +132,36 @@ def test_least_privilege(template: dict[str, Any]) -> None:
     ]
     assert statements(template, "UploadFunction") == [
         ("s3:GetObject", [f"{OBJECTS}/uploads/*", f"{OBJECTS}/models/*"], None),
+        (["s3:GetObject", "s3:GetObjectVersion"], [f"{OBJECTS}/${{BatchSourcePrefix}}*"], None),  # Batch Operations
         ("s3:PutObject", [f"{OBJECTS}/overlays/*"], None),
+    ]
+    # its own outputs are never a source, whatever BatchSourcePrefix says
+    assert statements(template, "UploadFunction", "Deny") == [
+        (["s3:GetObject", "s3:GetObjectVersion"], [f"{OBJECTS}/overlays/*"], None),
+    ]
+
+
+@pytest.mark.parametrize(("prefix", "allowed"), [("", True), ("photos/", True), ("photos/2019/", True),
+                                                 ("photos", False), ("*", False), ("a/*/", False)])
+def test_batch_sources_are_one_prefix_or_the_bucket(template: dict[str, Any], prefix: str, allowed: bool) -> None:
+    parameter = template["Parameters"]["BatchSourcePrefix"]
+    assert parameter["Default"] == ""  # the whole bucket (but overlays/)
+    assert bool(re.fullmatch(parameter["AllowedPattern"], prefix)) is allowed
+
+
+def test_the_batch_operations_role_invokes_the_upload_function_only(template: dict[str, Any]) -> None:
+    role = resource(template, "BatchOperationsRole")
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert (trust["Effect"], trust["Principal"], trust["Action"]) == (
+        "Allow", {"Service": "batchoperations.s3.amazonaws.com"}, "sts:AssumeRole")
+    [policy] = role["Policies"]
+    found = [(s["Effect"], s["Action"], s["Resource"]) for s in policy["PolicyDocument"]["Statement"]]
+    assert found == [
+        ("Allow", "lambda:InvokeFunction", [{"Fn::GetAtt": ["UploadFunction", "Arn"]},
+                                            {"Fn::Sub": "${UploadFunction.Arn}:*"}]),
+        ("Allow", ["s3:GetObject", "s3:GetObjectVersion"], {"Fn::Sub": f"{OBJECTS}/manifests/*"}),
+        ("Allow", "s3:PutObject", {"Fn::Sub": f"{OBJECTS}/reports/*"}),
+        ("Allow", "s3:GetBucketLocation", {"Fn::Sub": OBJECTS}),
     ]
 
 
@@ -226,6 +263,8 @@ def test_outputs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     assert outputs["ApiUrl"]["Value"] == {"Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"}
     assert outputs["BucketName"]["Value"] == {"Ref": "Bucket"}
+    assert outputs["BatchOperationsRoleArn"]["Value"] == {"Fn::GetAtt": ["BatchOperationsRole", "Arn"]}
+    assert outputs["UploadFunctionArn"]["Value"] == {"Fn::GetAtt": ["UploadFunction", "Arn"]}
 
 
 # --- samconfig.toml ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ as the page's own example does. Every task gets one result, and no task raises:
 - ``PermanentFailure``: what no retry can fix: a key under ``overlays/`` (our own outputs,
   never a source), a folder marker, a deleted object, one that is not an accepted image
   or over the limits (those also get a ``rejected`` summary, as uploads do), access denied
-  (outside the prefixes the function may read), invalid options;
+  (outside the prefix the function may read, or missing), invalid options;
 - ``TemporaryFailure``: throttling, S3 or network errors, the model not loaded yet: Batch
   Operations retries the task.
 """
@@ -40,8 +40,9 @@ TEMPORARY_ERROR_CODES = frozenset({
     "ServiceUnavailable", "InternalError", "OperationAborted",
 })
 
-ACCESS_DENIED_HINT = (": the upload function may read only the prefixes of the stack's BatchSourcePrefixes "
-                      "parameter (docs/deploy.md)")
+# Without s3:ListBucket (least privilege) S3 answers a missing key with AccessDenied too, not NoSuchKey.
+ACCESS_DENIED_HINT = (": the object is outside the prefix the stack's BatchSourcePrefix parameter lets the upload "
+                      "function read (docs/deploy.md), or it does not exist")
 
 ResultCode = Literal["Succeeded", "TemporaryFailure", "PermanentFailure"]
 

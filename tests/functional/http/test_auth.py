@@ -21,9 +21,10 @@ from tests.support import encode, noise
 KEYS = ("k-alpha-7f3c2b", "k-beta-19d0e4")
 PNG = encode(noise(16, 12))
 UPLOAD = {"filename": "a.jpg", "content_type": "image/jpeg"}
-# method, path, body: every protected route (the batch endpoint joins this list where it exists)
+# method, path, body: every protected route
 PROTECTED = [
     ("post", "/predict", {"files": {"file": ("a.png", PNG, "image/png")}}),
+    ("post", "/predict/batch", {"files": [("files", ("a.png", PNG, "image/png"))]}),
     ("post", "/uploads", {"json": UPLOAD}),
     ("get", f"/results/{'a' * 32}", {}),
 ]
@@ -132,7 +133,8 @@ def test_the_key_is_never_logged_but_its_short_hash_is(keyed: Any, captured_log:
 def test_openapi_documents_both_key_forms_and_the_401(keyed: Any) -> None:
     document = keyed.get("/openapi.json").json()
     assert set(document["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
-    for path, method in (("/predict", "post"), ("/uploads", "post"), ("/results/{upload_id}", "get")):
+    for path, method in (("/predict", "post"), ("/predict/batch", "post"), ("/uploads", "post"),
+                         ("/results/{upload_id}", "get")):
         operation = document["paths"][path][method]
         assert "401" in operation["responses"] and operation["security"]
     assert "security" not in document["paths"]["/health"]["get"]

@@ -179,7 +179,7 @@ def test_a_file_that_finds_the_queue_full_gets_429(make_client: Callable, busy_q
 def test_openapi_describes_the_batch(make_client: Callable) -> None:
     spec = make_client().get("/openapi.json").json()
     operation = spec["paths"]["/predict/batch"]["post"]
-    assert set(operation["responses"]) == {"200", "413", "422", "503"}
+    assert set(operation["responses"]) == {"200", "401", "413", "422", "503"}  # 401: with API_KEYS (test_auth)
     assert set(operation["responses"]["200"]["content"]) == {"application/zip"}
     assert "results.json" in operation["responses"]["200"]["description"]
     assert [p["name"] for p in operation["parameters"]] == ["threshold", "alpha", "color", "output", "format",

@@ -111,7 +111,7 @@ def inject(code: str, status: int) -> None:
     [
         ("SlowDown", 503, "TemporaryFailure", "An error occurred (SlowDown) when calling the GetObject operation"),
         ("InternalError", 500, "TemporaryFailure", "(InternalError)"),
-        ("AccessDenied", 403, "PermanentFailure", "stack's BatchSourcePrefixes parameter"),
+        ("AccessDenied", 403, "PermanentFailure", "outside the prefix the stack's BatchSourcePrefix parameter"),
     ],
 )
 def test_s3_errors_are_retried_or_not_by_what_they_are(

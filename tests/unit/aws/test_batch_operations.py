@@ -67,7 +67,7 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("SomethingNew", 502), "TemporaryFailure", "SomethingNew"),  # any 5xx
         (EndpointConnectionError(endpoint_url="https://s3.amazonaws.com"), "TemporaryFailure", "could not be reached"),
         (ReadTimeoutError(endpoint_url="https://s3.amazonaws.com"), "TemporaryFailure", "could not be reached"),
-        (client_error("AccessDenied", 403), "PermanentFailure", "BatchSourcePrefixes"),
+        (client_error("AccessDenied", 403), "PermanentFailure", "BatchSourcePrefix parameter"),
         (client_error("NoSuchBucket", 404), "PermanentFailure", "NoSuchBucket"),
         (client_error("InvalidObjectState", 403), "PermanentFailure", "InvalidObjectState"),  # archived (Glacier)
         (RuntimeError("a bug"), "PermanentFailure", "internal error (RuntimeError: a bug)"),
