@@ -55,9 +55,9 @@ def model_rate(runs: int = MODEL_RUNS) -> dict[str, float]:
     return {"median_ms": round(median * 1000, 1), "images_per_s": round(1 / median, 2)}
 
 
-def cli_rate(images: Path, jobs: int) -> dict[str, Any]:
+def cli_rate(images: Path, jobs: int, out_dir: Path) -> dict[str, Any]:
     """One fresh `unet-segment` run over the folder: its JSON line, and images per second by its seconds."""
-    out = OUT_DIR / f"out-jobs{jobs}"
+    out = out_dir / f"out-jobs{jobs}"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     done = subprocess.run([str(UNET_SEGMENT), str(images), "-o", str(out), "--jobs", str(jobs), "--model",
@@ -72,16 +72,17 @@ def load_average() -> str:
     return Path("/proc/loadavg").read_text().strip()
 
 
-def measure(images: int, rounds: int, jobs: tuple[int, ...]) -> dict[str, Any]:
+def measure(images: int, rounds: int, jobs: tuple[int, ...], out_dir: Path = OUT_DIR,
+            model_runs: int = MODEL_RUNS) -> dict[str, Any]:
     """Model alone and each --jobs setting in turn, ``rounds`` times, so slow drift hits each alike."""
-    folder = OUT_DIR / "in"
+    folder = out_dir / "in"
     shutil.rmtree(folder, ignore_errors=True)
     write_photos(folder, images)
     result: dict[str, Any] = {"images": images, "size": "x".join(map(str, SIZE)), "loadavg_before": load_average(),
                               "model_alone": [], "cli": []}
     for _ in range(rounds):
-        result["model_alone"].append(model_rate())
-        result["cli"] += [cli_rate(folder, count) for count in jobs]
+        result["model_alone"].append(model_rate(model_runs))
+        result["cli"] += [cli_rate(folder, count, out_dir) for count in jobs]
     result["loadavg_after"] = load_average()
     return result
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli_throughput import measure
 from bench.inprocess import load_pipeline, model_alone
 from bench.phone_photos import decode_table, encodings
 from bench.photo import photo_jpeg
@@ -67,3 +68,12 @@ def test_docs_update_keeps_the_prose_outside_the_markers(tmp_path: Path) -> None
     update_docs(page, "new numbers")
 
     assert page.read_text() == f"# Benchmarks\n\nprose before\n\n{BEGIN}\nnew numbers\n{END}\n\nprose after\n"
+
+
+def test_cli_throughput_runs_once_on_two_images(tmp_path: Path) -> None:
+    result = measure(images=2, rounds=1, jobs=(2,), out_dir=tmp_path, model_runs=1)
+    [run] = result["cli"]
+    assert (run["jobs"], run["exit"], run["processed"], run["failed"]) == (2, 0, 2, 0)
+    assert result["model_alone"][0]["images_per_s"] > 0
+    assert sorted(path.name for path in (tmp_path / "out-jobs2").iterdir()) == ["photo-000.jpg.png",
+                                                                                "photo-001.jpg.png"]
