@@ -137,7 +137,8 @@ def load_model(settings: Settings) -> Segmenter:
     try:
         return load_segmenter(settings)
     except Exception as error:  # missing file, S3 out of reach, not a model of ours: the user's to fix
-        raise UsageError(f"--model: cannot load {settings.MODEL_URI} ({type(error).__name__}: {error})") from error
+        raise UsageError(f"cannot load the model {settings.MODEL_URI} ({type(error).__name__}: {error}): give "
+                         "--model an ONNX file or s3://bucket/key") from error
 
 
 def report(tally: Tally, seconds: float) -> None:

@@ -61,8 +61,9 @@ class Progress:
         self.bar.update()
 
     def count(self, done: set[Future[str | None]]) -> None:
-        """Tallies finished jobs (waiting for any not finished yet) and logs each failure with its reason."""
-        for future in done:
+        """Tallies finished jobs (waiting for any not finished yet) and logs each failure with its reason, in the
+        order the jobs were given."""
+        for future in [future for future in self.pending if future in done]:
             job = self.pending.pop(future)
             reason = future.result()
             if reason is None:

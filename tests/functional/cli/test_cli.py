@@ -145,7 +145,7 @@ def test_a_model_that_cannot_load_is_a_usage_error(photos: Path, tmp_path: Path,
     with pytest.raises(SystemExit) as exit_:
         main([str(photos), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "none.onnx")])
     assert exit_.value.code == 2
-    message = f"--model: cannot load {tmp_path / 'none.onnx'} (ModelUnavailable: no model file at"
+    message = f"cannot load the model {tmp_path / 'none.onnx'} (ModelUnavailable: no model file at"
     assert message in capsys.readouterr().err
 
 
