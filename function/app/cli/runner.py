@@ -94,7 +94,7 @@ class Runner:
                 progress.tally.interrupted = True
                 logger.warning("interrupted: finishing the files in progress; rerun with --skip-existing to resume")
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                finish(pool)
                 progress.count({future for future in progress.pending if not future.cancelled()})
         return progress.tally
 
@@ -123,6 +123,18 @@ class Runner:
             logger.exception("%s: unexpected error", job.source.path)
             return f"internal error ({type(error).__name__}: {error})"
         return None
+
+
+def finish(pool: ThreadPoolExecutor) -> None:
+    """Cancels the files not started and waits for those in progress (one per thread). Another Ctrl-C does not
+    cut that short: the threads would finish their files before the interpreter exits anyway, and the summary
+    line would be lost (``timeout -s INT`` delivers SIGINT twice: to the command, then to its process group)."""
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        except KeyboardInterrupt:
+            logger.warning("still finishing the files in progress")
 
 
 def write_atomically(target: Path, body: bytes) -> None:
