@@ -10,7 +10,7 @@ The entry is the one template.yaml gives the function that receives such an even
 ``app.lambda_upload.handler`` for S3 events and S3 Batch Operations invocations,
 ``app.lambda_api.handler`` otherwise (``--function`` overrides). Prints the response's
 summary on stdout: status, isBase64Encoded, headers and body length; an image body is
-saved (runs/invoke/<event>.png) and its path printed. For S3 events it prints each
+saved (runs/invoke/<event>.png, .jpg, .webp or .zip) and its path printed. For S3 events it prints each
 record's outcome, for Batch Operations each task's result code. The function's own
 JSON logs and metrics go to stderr, so stdout holds the summary alone. S3 calls go
 wherever boto3's configuration points (AWS, or AWS_ENDPOINT_URL_S3); with --local-s3
@@ -43,6 +43,8 @@ SAMPLE_IMAGES = {".png": REPO / "events" / "images" / "blobs.png"}
 DEFAULT_SAMPLE = REPO / "events" / "images" / "blobs.jpg"
 DEFAULT_OUT = REPO / "runs" / "invoke"
 ENTRIES = {"api": "app.lambda_api", "upload": "app.lambda_upload"}  # template.yaml's ImageConfig Commands
+# Binary bodies saved to a file (runs/invoke/<event>.<suffix>), by Content-Type: images, and /predict/batch's zip.
+SAVED_BODIES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "application/zip": ".zip"}
 
 
 @dataclass
@@ -120,10 +122,11 @@ def summarise_http(response: dict[str, Any], out: Path) -> dict[str, Any]:
     raw = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
     summary = {"kind": "http", "statusCode": response["statusCode"], "isBase64Encoded": response.get("isBase64Encoded"),
                "headers": headers, "body_bytes": len(raw)}
-    if headers.get("content-type") == "image/png":
+    suffix = SAVED_BODIES.get(headers.get("content-type", ""))
+    if suffix is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(raw)
-        summary["saved"] = str(out)
+        out.with_suffix(suffix).write_bytes(raw)
+        summary["saved"] = str(out.with_suffix(suffix))
     else:
         summary["body"] = body[:2000]
     return summary
@@ -160,7 +163,7 @@ def invoke(event: dict[str, Any], entry: str, out: Path, download: bool) -> dict
     before = written_under_overlays(buckets)
     result = handler(event, LambdaContext())
     if "statusCode" in result and "error" not in result:
-        return summarise_http(result, out.with_suffix(".png"))
+        return summarise_http(result, out)
     saved = fetch_outputs(before, buckets, out.parent / out.stem)
     if "records" in result:
         return {"kind": "s3", "records": result["records"], "saved": saved}

@@ -6,6 +6,7 @@ import base64
 import importlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,14 @@ class Http:
 
 
 @dataclass(frozen=True)
+class Zip:
+    """POST /predict/batch's answer: the zip's entries, and each file's status in its results.json."""
+
+    names: tuple[str, ...]
+    statuses: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class S3:
     statuses: tuple[str, ...]
 
@@ -45,10 +54,12 @@ class Unsupported:
     shape: str
 
 
-EXPECTED: dict[str, Http | S3 | Batch | Unsupported] = {
+EXPECTED: dict[str, Http | Zip | S3 | Batch | Unsupported] = {
     "http_api_get_root.json": Http(200, base64=False, json_body=ROOT_BODY),
     "http_api_post_predict.json": Http(200, base64=True, png_size=(447, 231)),
     "rest_api_post_predict.json": Http(200, base64=True, png_size=(79, 128)),
+    # blobs.jpg, blobs.png and a text file, format=jpeg
+    "http_api_post_predict_batch.json": Zip(("blobs.jpg.jpg", "blobs.png.jpg", "results.json"), (200, 200, 400)),
     "alb_get_root.json": Http(200, base64=False, json_body=ROOT_BODY),
     "s3_put_upload.json": S3(("processed",)),
     "s3_put_overlay.json": S3(("skipped",)),
@@ -77,6 +88,11 @@ def test_event_through_its_function(name: str, s3: Any, context: LambdaContext) 
     expected = EXPECTED[name]
     if isinstance(expected, Http):
         check_http(result, expected)
+    elif isinstance(expected, Zip):
+        assert (result["statusCode"], result["isBase64Encoded"]) == (200, True)
+        with zipfile.ZipFile(io.BytesIO(base64.b64decode(result["body"]))) as archive:
+            assert tuple(archive.namelist()) == expected.names
+            assert tuple(item["status"] for item in json.loads(archive.read("results.json"))) == expected.statuses
     elif isinstance(expected, S3):
         assert tuple(record["status"] for record in result["records"]) == expected.statuses
     elif isinstance(expected, Batch):
