@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.core.imaging import DecodeLimits
+from app.core.imaging import ACCEPTED, DecodeLimits
 from app.core.options import RenderOptions
 from app.core.pipeline import render
 from app.core.segmenter import Segmenter
@@ -74,7 +74,7 @@ def test_a_folder_recursively(segment: Callable, photos: Path, tmp_path: Path) -
     assert [line.split(":")[1].strip().removeprefix("failed ") for line in failures] == [
         str(photos / "a" / name) for name in CORRUPT]
     assert "the file is not a recognised image" in err  # each with its reason
-    assert "ignored 1 file(s) in the folders that are not JPEG, PNG, WebP, GIF, BMP or TIFF images" in err
+    assert f"ignored 1 file(s) in the folders that are not {ACCEPTED} images" in err
 
 
 def test_a_folder_without_recursive_takes_its_own_images_only(segment: Callable, photos: Path,
