@@ -70,8 +70,8 @@ def test_docs_update_keeps_the_prose_outside_the_markers(tmp_path: Path) -> None
     assert page.read_text() == f"# Benchmarks\n\nprose before\n\n{BEGIN}\nnew numbers\n{END}\n\nprose after\n"
 
 
-def test_cli_throughput_runs_once_on_two_images(tmp_path: Path) -> None:
-    result = measure(images=2, rounds=1, jobs=(2,), out_dir=tmp_path, model_runs=1)
+def test_cli_throughput_runs_once_on_two_images(tmp_path: Path, bundled_model_path: Path) -> None:
+    result = measure(images=2, rounds=1, jobs=(2,), model=bundled_model_path, out_dir=tmp_path, model_runs=1)
     [run] = result["cli"]
     assert (run["jobs"], run["exit"], run["processed"], run["failed"]) == (2, 0, 2, 0)
     assert result["model_alone"][0]["images_per_s"] > 0
