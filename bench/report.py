@@ -96,7 +96,7 @@ def _stage_table(results: dict[str, Any]) -> list[str]:
 
 
 def _stage_order(stage: str) -> int:
-    order = ["read", "wait", "decode", "resize", "infer", "upsample", "blend", "encode", "http_other"]
+    order = ["wait", "decode", "resize", "infer", "upsample", "blend", "encode", "http_other"]
     return order.index(stage) if stage in order else len(order)
 
 

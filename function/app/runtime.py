@@ -18,6 +18,7 @@ import onnxruntime as ort
 from app.aws.model_store import fetch_model
 from app.aws.observability import configure_logging
 from app.core import providers
+from app.core.memory import limit_malloc_arenas
 from app.core.model_holder import ModelHolder
 from app.core.segmenter import Segmenter
 from app.core.settings import Settings, get_settings
@@ -36,6 +37,7 @@ class Runtime:
 def build_runtime(settings: Settings | None = None) -> Runtime:
     """Reads the settings (unless given), configures logging and loads the model now (a failure is retried later)."""
     settings = settings or get_settings()
+    limit_malloc_arenas()
     configure_logging(settings.LOG_LEVEL)
     holder = build_holder(settings)
     holder.try_load()

@@ -174,7 +174,7 @@ class S3Trigger:
             self._put(bucket, keys.result, result.body, result.media_type)
         self._put(bucket, keys.summary, json.dumps(summary, indent=2).encode(), JSON)
 
-    def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+    def _put(self, bucket: str, key: str, body: bytes | bytearray, content_type: str) -> None:
         self.s3().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 

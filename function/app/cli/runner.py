@@ -137,7 +137,7 @@ def finish(pool: ThreadPoolExecutor) -> None:
             logger.warning("still finishing the files in progress")
 
 
-def write_atomically(target: Path, body: bytes) -> None:
+def write_atomically(target: Path, body: bytes | bytearray) -> None:
     """``body`` into a temporary file beside ``target``, then renamed over it: never a half-written ``target``,
     and no temporary file left behind, whatever stops it (an error, Ctrl-C)."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -53,9 +53,13 @@ class UnencodableResult(ImageRejected):
 
 @dataclass(frozen=True)
 class Encoded:
-    """One output's bytes, what they are (``media_type``) and the file suffix they are stored under."""
+    """One output's bytes, what they are (``media_type``) and the file suffix they are stored under.
 
-    body: bytes
+    ``body`` is a ``bytearray`` for PNG (built in place, never copied: ``app.core.png``); a caller that needs
+    ``bytes``-only APIs wraps it in ``memoryview`` (no copy) rather than ``bytes()`` (a copy).
+    """
+
+    body: bytes | bytearray
     media_type: str
     suffix: str
     quality: int | None = None  # the JPEG/WebP quality it was encoded at
@@ -86,7 +90,8 @@ def icc_profile_of(picture: Image.Image) -> bytes | None:
     return profile if picture.mode in PROFILED_MODES and isinstance(profile, bytes) and profile else None
 
 
-def _encode(picture: Image.Image, image_format: ImageFormat, quality: int | None, profile: bytes | None) -> bytes:
+def _encode(picture: Image.Image, image_format: ImageFormat, quality: int | None,
+            profile: bytes | None) -> bytes | bytearray:
     if image_format == "png":
         return encode_png(picture, profile)
     return _encode_with_pillow(picture, image_format, quality, profile)

@@ -1,6 +1,6 @@
 """Decoding untrusted image bytes: limits first, an allow-list of formats, then RGB.
 
-``decode_image(data, limits)`` checks, in order, each before any pixel is decoded:
+``decode_image(data_or_file, limits)`` checks, in order, each before any pixel is decoded:
 
 1. the byte size (``ImageTooLarge``, 413);
 2. the format, from the header, against ``ALLOWED_FORMATS`` (JPEG, PNG, WebP, GIF,
@@ -34,7 +34,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")  # Pillow's plugin names
 ACCEPTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
+HEAD_BYTES = 4096  # enough for every signature, and for an ftyp box's list of brands
 # The media types that name those formats, for callers that declare one (the upload flow's POST
 # policy pins it). Only a label: the bytes are still sniffed and decoded by the allow-list above.
 MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff", "image/heic",
@@ -143,10 +144,42 @@ class UnsupportedFormat(ImageRejected):
     status_code = 415
 
 
-def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
-    """Untrusted bytes -> upright RGB image, or an ``ImageRejected`` subclass (see the module docstring)."""
-    _check_byte_size(data, limits)
-    image = _open_allowed(data)
+@dataclass(frozen=True)
+class Upload:
+    """An untrusted file, in memory or in a (spooled) file: its size, its first and last bytes, and a stream.
+
+    Decoding reads the stream, so a file the HTTP layer spooled to disk is never held whole in memory
+    (an uncompressed 40 MP TIFF is 120 MB: ``docs/benchmarks.md``, "Memory per pixel").
+    """
+
+    size: int
+    head: bytes  # signatures, ftyp brands, markup
+    tail: bytes  # TGA's footer
+    stream: BinaryIO
+
+    @classmethod
+    def of(cls, source: bytes | BinaryIO) -> Upload:
+        if isinstance(source, bytes):
+            return cls(len(source), source[:HEAD_BYTES], source[-len(TGA_FOOTER):], io.BytesIO(source))
+        size = source.seek(0, io.SEEK_END)
+        source.seek(max(size - len(TGA_FOOTER), 0))
+        tail = source.read()
+        source.seek(0)
+        head = source.read(HEAD_BYTES)
+        source.seek(0)
+        return cls(size, head, tail, source)
+
+    @property
+    def sniffable(self) -> bytes:
+        """The bytes ``sniff_format`` reads: the head and, past it, the tail."""
+        return self.head if self.size <= len(self.head) else self.head + self.tail
+
+
+def decode_image(source: bytes | BinaryIO, limits: DecodeLimits) -> Image.Image:
+    """Untrusted bytes or file -> upright RGB image, or an ``ImageRejected`` subclass (see the module docstring)."""
+    upload = Upload.of(source)
+    _check_byte_size(upload.size, limits)
+    image = _open_allowed(upload)
     _check_pixel_count(image, limits)
     with _rejecting_decode_errors():
         image.load()
@@ -157,26 +190,26 @@ def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
     return decoded
 
 
-def _check_byte_size(data: bytes, limits: DecodeLimits) -> None:
-    if not data:
+def _check_byte_size(size: int, limits: DecodeLimits) -> None:
+    if not size:
         raise CorruptImage(f"the file is empty: send a {ACCEPTED} image")
-    if len(data) > limits.max_bytes:
+    if size > limits.max_bytes:
         raise ImageTooLarge(
-            f"the file is {len(data)} bytes, over the {limits.max_bytes}-byte limit: "
+            f"the file is {size} bytes, over the {limits.max_bytes}-byte limit: "
             "send a smaller or more compressed image"
         )
 
 
-def _open_allowed(data: bytes) -> ImageFile.ImageFile:
+def _open_allowed(upload: Upload) -> ImageFile.ImageFile:
     """Reads the header with the allowed plugins only; says why when none accepts it."""
-    formats = _plugins_for(data)
+    formats = _plugins_for(upload.head)
     with _rejecting_decode_errors():
         try:
             if formats:
-                return Image.open(io.BytesIO(data), formats=formats)  # type: ignore[return-value]
+                return Image.open(upload.stream, formats=formats)  # type: ignore[return-value]
         except UnidentifiedImageError:
             pass
-    found = sniff_format(data)
+    found = sniff_format(upload.sniffable)
     if found is None:
         raise CorruptImage(f"the file is not a recognised image: send a {ACCEPTED} image")
     if found in ALLOWED_FORMATS:

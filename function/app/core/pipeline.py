@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -51,19 +52,26 @@ class Rendered:
         return self.outputs[0]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Segmented:
-    """A decoded image, its mask and what the outputs say about them: what every output is made from."""
+    """A decoded image, its mask and what the outputs say about them: what every output is made from.
+
+    Once the last output is drawn, ``release_mask`` lets its 1 byte per pixel go before that output is
+    encoded (a 40 MP mask is 40 MB), as the pipeline owns both.
+    """
 
     image: Image.Image
     mask: np.ndarray
     summary: Summary
     model: ModelInfo
 
+    def release_mask(self) -> None:
+        self.mask = np.empty((0, 0), dtype=bool)
 
-def render(segmenter: Segmenter, source: bytes | Image.Image, limits: DecodeLimits, options: RenderOptions,
+
+def render(segmenter: Segmenter, source: bytes | BinaryIO | Image.Image, limits: DecodeLimits, options: RenderOptions,
            also: Sequence[Output] = (), watch: Stopwatch | None = None, fit_within: int | None = None) -> Rendered:
-    """Untrusted image bytes (checked against ``limits``) or an upright RGB image (drawn into) -> ``Rendered``.
+    """Untrusted image bytes or file (checked against ``limits``), or an upright RGB image (drawn into) -> ``Rendered``.
 
     ``also`` names further outputs made from the same mask, as PNG (the S3 trigger's
     ``mask`` beside the result asked for). ``fit_within``: a byte limit the result must
@@ -71,7 +79,7 @@ def render(segmenter: Segmenter, source: bytes | Image.Image, limits: DecodeLimi
     lowering it in steps. Rejections raise ``ImageRejected``.
     """
     watch = watch or Stopwatch()
-    image = decode_image(source, limits) if isinstance(source, bytes) else source
+    image = source if isinstance(source, Image.Image) else decode_image(source, limits)
     watch.lap("decode")
     prediction = segmenter.segment(image, options.threshold)
     watch.merge(prediction.timings_ms)
@@ -98,19 +106,23 @@ def make_outputs(segmented: Segmented, requested: Sequence[tuple[Output, RenderO
     encoded: dict[int, Encoded] = {}
     for index in order:
         output, options = requested[index]
-        encoded[index] = make_output(segmented, output, options, watch, fit_within if index == 0 else None)
+        last = index == order[-1]
+        encoded[index] = make_output(segmented, output, options, watch, fit_within if index == 0 else None, last)
     return tuple(encoded[index] for index in range(len(requested)))
 
 
 def make_output(segmented: Segmented, output: Output, options: RenderOptions, watch: Stopwatch,
-                fit_within: int | None = None) -> Encoded:
-    """One output: the JSON document, or a picture drawn and encoded in the options' format."""
+                fit_within: int | None = None, last: bool = False) -> Encoded:
+    """One output: the JSON document, or a picture drawn and encoded in the options' format. The ``last``
+    output drops the mask once it is drawn: nothing after it reads the mask."""
     if output == "json":
         document = result_document(segmented.summary, segmented.model, segmented.mask)
         watch.lap(DRAWING_STAGES[output])
         encoded = encode_document(document)
     else:
         picture = draw(segmented, output, options)
+        if last:  # the picture is drawn (the mask's own picture is a copy of it): the mask is done with
+            segmented.release_mask()
         watch.lap(DRAWING_STAGES[output])
         encoded = encode_picture(picture, options.format, options.quality, fit_within)
         del picture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -85,20 +85,19 @@ async def predict(
     request: Request,
 ) -> Response:
     """Segment an image: the overlay (or mask, or cutout) at its size as PNG, JPEG or WebP, or the numbers as JSON."""
-    watch = Stopwatch()
-    data = await file.read()
-    watch.lap("read")
-    job = partial(predict_job, holder, data, settings, options, watch)
+    watch = Stopwatch()  # the multipart body is parsed (spooled to disk past 1 MB) before the route runs
+    # The worker decodes from the spooled file itself: the upload is never held whole in memory as bytes.
+    job = partial(predict_job, holder, file.file, settings, options, watch)
     rendered = await work_queue.run(job)
     check_response_size(rendered, settings)
-    _log_prediction(rendered, options, len(data), caller_id(request))
+    _log_prediction(rendered, options, file.size or 0, caller_id(request))
     output = rendered.result
-    return Response(output.body, media_type=output.media_type,
+    return Response(memoryview(output.body), media_type=output.media_type,  # the bytes as they are: no copy
                     headers={"Server-Timing": server_timing(rendered.timings_ms), "Vary": "Accept"})
 
 
-def predict_job(holder: ModelHolder, data: bytes, settings: Settings, options: RenderOptions,
-                 watch: Stopwatch) -> Rendered:
+def predict_job(holder: ModelHolder, data: bytes | BinaryIO, settings: Settings, options: RenderOptions,
+                watch: Stopwatch) -> Rendered:
     """Runs on a worker thread: the wait for it ends here."""
     watch.lap("wait")
     limits = DecodeLimits.from_settings(settings)

@@ -197,7 +197,7 @@ def test_results_follow_the_exif_orientation(make_client: Callable, orientation:
 def test_server_timing_names_every_stage(make_client: Callable) -> None:
     response = make_client().post("/predict", files=upload(png()))
     stages = [part.split(";")[0] for part in response.headers["server-timing"].split(", ")]
-    assert stages == ["read", "wait", "decode", "resize", "infer", "upsample", "blend", "encode"]
+    assert stages == ["wait", "decode", "resize", "infer", "upsample", "blend", "encode"]
 
 
 # --- limits before parsing, overload -----------------------------------------------------------
@@ -338,7 +338,7 @@ def test_each_prediction_logs_sizes_and_stage_timings_but_never_bytes(
     (record,) = [r for r in app_log if r.getMessage() == "prediction"]
     fields = vars(record)
     assert (fields["width"], fields["height"], fields["options"]["alpha"]) == (40, 30, 0.3)
-    assert set(fields["timings_ms"]) == {"read", "wait", "decode", "resize", "infer", "upsample", "blend", "encode"}
+    assert set(fields["timings_ms"]) == {"wait", "decode", "resize", "infer", "upsample", "blend", "encode"}
     assert not any(isinstance(value, bytes | bytearray) for value in fields.values())
 
 

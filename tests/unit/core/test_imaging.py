@@ -633,3 +633,34 @@ def test_the_inputs_rgb_profile_is_all_the_decoded_image_keeps(
 def test_exif_and_other_file_info_are_not_kept() -> None:
     data = with_orientation(stored(6), 6, "PNG", dpi=(300, 300))
     assert decode_image(data, ROOMY).info == {}  # the EXIF said "turn me": done, no longer true
+
+
+# --- 8. a file instead of bytes (POST /predict's spooled upload) ------------------------------
+
+
+@pytest.mark.parametrize(("make", "colour"), ALLOWED_SAMPLES.values(), ids=ALLOWED_SAMPLES.keys())
+def test_a_file_decodes_to_the_same_pixels_as_its_bytes(make: Callable[[], bytes], colour: object) -> None:
+    data = make()
+    spooled = io.BytesIO(b"already read" + data)
+    spooled.seek(len(b"already read"))
+    from_file = decode_image(io.BytesIO(data), ROOMY)
+    assert np.array_equal(np.asarray(from_file), np.asarray(decode_image(data, ROOMY)))
+    with pytest.raises(CorruptImage):  # a file is read from its start, wherever it was left: here, a prefix
+        decode_image(spooled, ROOMY)
+
+
+@pytest.mark.parametrize(("data", "limits", "expected", "detail"), [
+    (png_declaring(20_000, 20_000), ROOMY, ImageTooLarge, "the image is 20000x20000"),
+    (b"\x89PNG" + b"\x00" * 100, DecodeLimits(max_bytes=50, max_pixels=100), ImageTooLarge, "the file is 104 bytes"),
+    (encode(noise_image(64, 64), "TGA"), ROOMY, UnsupportedFormat, "TGA images"),  # 12 KB: its footer is the tail
+    (psd(), ROOMY, UnsupportedFormat, "PSD images"),
+    (b"", ROOMY, CorruptImage, "the file is empty"),
+], ids=["declared-pixels", "byte-size", "tga-footer", "psd", "empty"])
+def test_a_file_is_refused_as_its_bytes_are(data: bytes, limits: DecodeLimits, expected: type[ImageRejected],
+                                            detail: str) -> None:
+    with pytest.raises(expected) as from_bytes:
+        decode_image(data, limits)
+    with pytest.raises(expected) as from_file:
+        decode_image(io.BytesIO(data), limits)
+    assert from_file.value.detail == from_bytes.value.detail
+    assert from_file.value.detail.startswith(detail)
