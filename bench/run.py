@@ -1,17 +1,22 @@
 """The service's benchmark, in one run on one machine: ``make bench`` (= ``python -m bench.run``).
 
-Measures, against issue 3's goals (``bench.report.GOALS``):
-model alone (onnxruntime on 1x3x256x256); end to end in-process (bytes -> PNG through
+Measures, against issues 3's and 11's goals (``bench.report.GOALS``):
+the served int8 model alone next to the fp32 one (onnxruntime on 1x3x256x256, interleaved);
+end to end with the served model in-process (bytes -> PNG through
 ``app.core.pipeline.render``, what POST /predict runs) and over HTTP loopback (a real
 uvicorn subprocess, the seed client's ``requests.post``) for a photo-like 1080p JPEG
 and a 12 MP JPEG, each interleaved round by round with the model alone so their
-ratio survives a noisy machine; the stage breakdown; start to first answer and
-peak RSS of fresh processes. Writes bench/results.json and the numbers section of
-docs/benchmarks.md. Bounded: fixed round counts, loopback only, every subprocess
-terminated.
+ratio survives a noisy machine, and end to end minus the model; the stage breakdown; the
+seed's path (PyTorch eager, ``bench.seed_path``) on the same 1080p image; start to first
+answer and peak RSS of fresh processes; both Lambda functions' cold starts
+(``bench.coldstart``); memory per decoded pixel (``bench.bytes_per_pixel``) and after a
+history of large images (``bench.history``). Writes bench/results.json and the numbers
+section of docs/benchmarks.md. Bounded: fixed round counts, loopback only, every
+subprocess terminated.
 
-    python -m bench.run                       # everything, ~2 minutes on 2 cores
+    python -m bench.run                       # everything, ~10 minutes on 2 cores
     python -m bench.run --rounds-1080p 5      # fewer rounds
+    python -m bench.run --quick               # no fp16 seed run, no 40 MP memory runs
 """
 
 from __future__ import annotations
@@ -28,15 +33,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import REPO
+from app.core.segmenter import Segmenter
+from bench import REPO, bytes_per_pixel, coldstart, history
 from bench.inprocess import Pipeline, end_to_end, load_pipeline, model_alone
 from bench.measure import interleaved, machine_info, stage_medians, summary
 from bench.photo import photo_jpeg
-from bench.report import evaluate, markdown, update_docs, write_json
+from bench.report import GOALS, evaluate, markdown, update_docs, write_json
 from bench.server import Server, post_image, server_timing
 
 # Defaults: enough rounds for a stable median on a noisy 2-core machine, few enough for ~2 minutes.
-MODEL = REPO / "model" / "weights" / "unet.onnx"
+MODEL = REPO / "model" / "weights" / "unet-int8.onnx"  # the served default (README, Settings.MODEL_URI)
+FP32_MODEL = REPO / "model" / "weights" / "unet.onnx"  # the reference it was quantized from
 IMAGES = {"1080p": (1920, 1080), "12MP": (4000, 3000)}  # a phone's full-resolution photo is 12 MP
 ROUNDS = {"1080p": 25, "12MP": 5}
 WARMUP = 2  # untimed pairs first: onnxruntime and the allocator settle on the first runs
@@ -45,6 +52,8 @@ RESULTS = REPO / "bench" / "results.json"
 DOCS = REPO / "docs" / "benchmarks.md"
 CHILD_TIMEOUT_S = 300
 COLD_STARTS = 3  # fresh in-process children per image size: a cold start is one noisy sample
+SEED_ROUNDS = 5  # the seed's path, 1080p, after its first render
+SEED_TIMEOUT_S = 600  # fp16 convolutions on a CPU: 52 s a frame on the old service's machine
 logger = logging.getLogger("bench.run")
 
 
@@ -95,9 +104,50 @@ def measure_http(model: Callable[[], object], image: Path, label: str, rounds: i
 
 def _run(path: str, label: str, total_ms: list[float], model_ms: list[float], stages: dict[str, float],
          png_bytes: int) -> dict[str, Any]:
+    # End to end minus the model: per round, so the pair shares the round's noise.
+    overhead_ms = statistics.median(total - model for total, model in zip(total_ms, model_ms, strict=True))
     return {"path": path, "image": label, "total_ms": summary(total_ms), "model_ms": summary(model_ms),
-            "ratio_to_model": statistics.median(total_ms) / statistics.median(model_ms), "stages_ms": stages,
+            "ratio_to_model": statistics.median(total_ms) / statistics.median(model_ms), "overhead_ms": overhead_ms,
+            "stages_ms": stages,
             "png_mb": png_bytes / 1e6, "samples_ms": {"total": total_ms, "model": model_ms}}
+
+
+def measure_models(segmenter: Segmenter, rounds: int) -> dict[str, Any]:
+    """The served int8 model and the fp32 one alone, interleaved run by run, in sessions built as served."""
+    int8_ms, fp32_ms = interleaved(model_alone(MODEL, segmenter), model_alone(FP32_MODEL, segmenter), rounds, WARMUP)
+    return {"int8": summary(int8_ms), "fp32": summary(fp32_ms),
+            "int8_speedup": statistics.median(fp32_ms) / statistics.median(int8_ms),
+            "files": {"int8": MODEL.relative_to(REPO).as_posix(), "fp32": FP32_MODEL.relative_to(REPO).as_posix()}}
+
+
+def measure_seed(image: Path, ours: dict[str, Any], with_fp16: bool) -> dict[str, Any]:
+    """The old service's path on the same image in fresh processes, beside ours in-process (median ms, peak RSS)."""
+    fp32 = _seed_child(image, "float32", SEED_ROUNDS)
+    renders = fp32["render_ms"][1:]  # the first render warms PyTorch up, as WARMUP does ours
+    result = {"fp32_ms": statistics.median(renders), "fp32_peak_rss_mb": fp32["vmhwm_mb"],
+              "ours_ms": ours["total_ms"]["median"], "ours_peak_rss_mb": ours["peak_rss_mb"]}
+    result["speedup_1080p"] = result["fp32_ms"] / result["ours_ms"]
+    if with_fp16:
+        fp16 = _seed_child(image, "float16", 0)
+        result.update(fp16_ms=fp16["render_ms"][0], fp16_peak_rss_mb=fp16["vmhwm_mb"])
+    return result
+
+
+def _seed_child(image: Path, dtype: str, rounds: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "bench.seed_path", str(image), "--dtype", dtype, "--rounds",
+                           str(rounds)], cwd=REPO, capture_output=True, text=True, timeout=SEED_TIMEOUT_S, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_memory(quick: bool) -> tuple[dict[str, Any], list[str]]:
+    """Bytes per decoded pixel per format at 40 MP, and idle RSS after a history of them: figures and tables."""
+    if quick:
+        return {}, []
+    per_pixel, after_history = bytes_per_pixel.measure(40.0), history.measure(rounds=3)
+    figures = {"worst_bytes_per_pixel": max(row["bytes_per_pixel"] for row in per_pixel["rows"].values()),
+               "history_growth_pct": 100.0 * after_history["growth"], "bytes_per_pixel": per_pixel,
+               "history": after_history}
+    return figures, [bytes_per_pixel.markdown(per_pixel), "", history.markdown(after_history)]
 
 
 def measure_child(image: Path, label: str) -> dict[str, Any]:
@@ -126,15 +176,20 @@ def headline(results: dict[str, Any]) -> None:
     runs, fresh = results["end_to_end"], results["fresh_processes"]
     results["model_alone_ms"] = summary([ms for run in runs.values() for ms in run["samples_ms"]["model"]])
     results["ratios"] = {key: run["ratio_to_model"] for key, run in runs.items()}
+    results["overhead_ms"] = {key: run["overhead_ms"] for key, run in runs.items()}
+    starts = results["cold_starts"]["functions"]
+    results["cold_start"] = {f"{entry}_{key}": run[key] for entry, run in starts.items()
+                             for key in ("init_s", "init_and_first_event_s")}
     results["start_to_first_answer_s"] = {key: run["start_to_first_answer_s"] for key, run in fresh.items()}
     results["peak_rss_mb"] = {key: run["peak_rss_mb"] for key, run in fresh.items()}
     for label in IMAGES:
         worst = max(run["peak_rss_mb"] for run in fresh.values() if run["image"] == label)
         results["peak_rss_mb"][f"worst_{label}"] = worst
-    results["goals"] = evaluate(results)
+    measured = [goal for goal in GOALS if goal.path[0] != "memory" or results["memory"]]  # --quick: none
+    results["goals"] = evaluate(results, measured)
 
 
-def run_all(rounds: dict[str, int]) -> dict[str, Any]:
+def run_all(rounds: dict[str, int], quick: bool = False) -> dict[str, Any]:
     """Every measurement, in order; the phases are independent of each other's results."""
     started = time.perf_counter()
     results: dict[str, Any] = {"command": "make bench", "machine": machine_info(), "rounds": rounds,
@@ -145,6 +200,8 @@ def run_all(rounds: dict[str, int]) -> dict[str, Any]:
                          for label in images}
     # 2. model alone and end to end in this process, then 3. over HTTP (a fresh server per size)
     pipeline = load_pipeline(MODEL)
+    logger.info("model alone: int8 and fp32, %d rounds", rounds["1080p"])
+    results["model_alone"] = measure_models(pipeline.segmenter, rounds["1080p"])
     model = model_alone(MODEL, pipeline.segmenter)
     for label, path in images.items():
         logger.info("in-process %s: %d rounds", label, rounds[label])
@@ -154,10 +211,20 @@ def run_all(rounds: dict[str, int]) -> dict[str, Any]:
         logger.info("HTTP %s: a fresh uvicorn, %d rounds", label, rounds[label])
         run, fresh = measure_http(model, path, label, rounds[label])
         results["end_to_end"][f"http_{label}"], results["fresh_processes"][f"http_{label}"] = run, fresh
-    # 4. fresh in-process children: Lambda-like cold start and peak RSS
+    # 4. fresh in-process children: peak RSS; the seed's path beside the 1080p one
     for label, path in images.items():
         logger.info("fresh in-process child %s", label)
         results["fresh_processes"][f"inprocess_{label}"] = measure_child(path, label)
+    logger.info("the seed's path on the 1080p image%s", "" if quick else ", and fp16 once")
+    ours = {"total_ms": results["end_to_end"]["inprocess_1080p"]["total_ms"],
+            "peak_rss_mb": results["fresh_processes"]["inprocess_1080p"]["peak_rss_mb"]}
+    results["seed_path"] = measure_seed(images["1080p"], ours, with_fp16=not quick)
+    # 5. both Lambda functions' cold starts, then memory per pixel and after a history (40 MP images)
+    logger.info("cold starts: %d fresh processes per function", coldstart.PROCESSES)
+    results["cold_starts"] = coldstart.measure(images["1080p"])
+    logger.info("memory: bytes per pixel and history at 40 MP%s", " (skipped: --quick)" if quick else "")
+    results["memory"], results["sections"] = measure_memory(quick)
+    results["sections"] = [coldstart.markdown(results["cold_starts"]), "", *results["sections"]]
     results["wall_s"] = time.perf_counter() - started
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     headline(results)
@@ -169,9 +236,10 @@ def main() -> None:
     parser.add_argument("--rounds-1080p", type=int, default=ROUNDS["1080p"])
     parser.add_argument("--rounds-12mp", type=int, default=ROUNDS["12MP"])
     parser.add_argument("--no-write", action="store_true", help="print only; keep results.json and the docs")
+    parser.add_argument("--quick", action="store_true", help="no fp16 seed run and no 40 MP memory runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    results = run_all({"1080p": args.rounds_1080p, "12MP": args.rounds_12mp})
+    results = run_all({"1080p": args.rounds_1080p, "12MP": args.rounds_12mp}, args.quick)
     section = markdown(results)
     if not args.no_write:
         write_json(results, RESULTS)

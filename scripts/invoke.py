@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from scripts.local_s3 import local_aws_env, moto_in_thread
-
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = {".png": REPO / "events" / "images" / "blobs.png"}
 DEFAULT_SAMPLE = REPO / "events" / "images" / "blobs.jpg"
@@ -108,6 +106,8 @@ def seed(client: Any, objects: list[tuple[str, str]], image: Path | None) -> Non
 @contextmanager
 def local_s3(event: dict[str, Any], image: Path | None) -> Iterator[None]:
     """moto's S3 on loopback for this process, seeded with the event's objects."""
+    from scripts.local_s3 import local_aws_env, moto_in_thread  # here: moto is heavy, and only S3 events need it
+
     with moto_in_thread() as endpoint:
         os.environ.update(local_aws_env(endpoint))
         import boto3

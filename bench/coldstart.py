@@ -1,0 +1,144 @@
+"""Cold starts of both Lambda functions, as fresh processes: init, and init plus the first event.
+
+    python -m bench.coldstart                      # 5 processes per function, prints the table
+    python -m bench.coldstart --processes 9
+
+Each process is a new interpreter that imports the function's entry (``app.lambda_api`` or
+``app.lambda_upload``: template.yaml's ImageConfig commands), which is Lambda's init phase
+(settings, logging, the model's session), then calls its handler once with an event:
+POST /predict carrying a 1080p photo-like JPEG through API Gateway's HTTP API (v2), or an
+S3 ObjectCreated event for that JPEG under uploads/, read from and written to moto's S3 on
+loopback (started here, in this process, so its cost is not the function's). Init is
+measured from the parent's launch of the interpreter, so Python's own start-up counts, as
+it does in Lambda's billed init (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html:
+"Init phase", limited to 10 s). Deferring an import to the first event moves its cost from
+init to the first event: both are reported. Processes run one at a time while this
+parent waits, so the parent's own work does not overlap them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench import REPO
+
+PROCESSES = 5
+CHILD_TIMEOUT_S = 120
+EVENTS = {"api": REPO / "events" / "http_api_post_predict.json", "upload": REPO / "events" / "s3_put_upload.json"}
+
+
+def child(entry: str, event_path: Path, result_path: Path) -> None:
+    """In the fresh process: import the entry (init), then one event; times as epoch seconds for the parent."""
+    import importlib
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(sys.stderr):  # the function's JSON logs; the result goes to its own file
+        handler = importlib.import_module(f"app.lambda_{entry}").handler
+        init_done = time.time()
+        from scripts.invoke import LambdaContext  # the harness's, after init
+
+        event = json.loads(event_path.read_text())
+        started = time.perf_counter()
+        response = handler(event, LambdaContext())
+        handled_s = time.perf_counter() - started
+    from bench.memory import vmhwm_mb
+
+    outcome = response.get("statusCode") or [record.get("status") for record in response.get("records", [])]
+    result_path.write_text(json.dumps({"init_epoch_s": init_done, "first_event_s": handled_s, "outcome": outcome,
+                                       "vmhwm_mb": vmhwm_mb(os.getpid())}))
+
+
+def one_process(entry: str, event_path: Path, env: dict[str, str], work: Path) -> dict[str, Any]:
+    """Launch a fresh interpreter for ``entry`` and read what it measured."""
+    result_path = work / f"{entry}-result.json"
+    command = [sys.executable, "-m", "bench.coldstart", "--child", entry, str(event_path), str(result_path)]
+    launched = time.time()
+    subprocess.run(command, cwd=REPO, env=env, check=True, timeout=CHILD_TIMEOUT_S, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    measured = json.loads(result_path.read_text())
+    init_s = measured["init_epoch_s"] - launched
+    return {"init_s": init_s, "first_event_s": measured["first_event_s"],
+            "init_and_first_event_s": init_s + measured["first_event_s"], "outcome": measured["outcome"],
+            "peak_rss_mb": measured["vmhwm_mb"]}
+
+
+@contextmanager
+def function_inputs(entry: str, image: Path, work: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The event file each process reads, and its environment (moto's S3, seeded, for the upload function)."""
+    from scripts.invoke import load_event, s3_objects, seed, with_image
+    from scripts.local_s3 import local_aws_env, moto_in_thread
+
+    event = load_event(EVENTS[entry])
+    event_path = work / f"{entry}-event.json"
+    if entry == "api":
+        event_path.write_text(json.dumps(with_image(event, image)))
+        yield event_path, {**os.environ}
+        return
+    event_path.write_text(json.dumps(event))
+    with moto_in_thread() as endpoint:
+        env = {**os.environ, **local_aws_env(endpoint)}
+        import boto3
+
+        seed(boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing"), s3_objects(event), image)
+        yield event_path, env
+
+
+def measure(image: Path, processes: int = PROCESSES) -> dict[str, Any]:
+    """Per function: medians over ``processes`` fresh interpreters, and every sample."""
+    results: dict[str, Any] = {"load_average_1m": os.getloadavg()[0], "processes": processes, "functions": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        for entry in EVENTS:
+            with function_inputs(entry, image, Path(scratch)) as (event_path, env):
+                samples = [one_process(entry, event_path, env, Path(scratch)) for _ in range(processes)]
+            results["functions"][entry] = {
+                **{key: statistics.median(s[key] for s in samples)
+                   for key in ("init_s", "first_event_s", "init_and_first_event_s", "peak_rss_mb")},
+                "outcomes": [s["outcome"] for s in samples], "samples": samples}
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"Cold starts (`bench.coldstart`): median of {results['processes']} fresh processes per function, "
+             f"1-minute load {results['load_average_1m']:.2f}; Lambda allows 10 s of init.", "",
+             "| function (entry) | init s | first event s | init + first event s | peak RSS MB | answers |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for entry, run in results["functions"].items():
+        outcomes = ", ".join(sorted({json.dumps(outcome) for outcome in run["outcomes"]}))
+        lines.append(f"| {entry} (app.lambda_{entry}) | {run['init_s']:.3f} | {run['first_event_s']:.3f} | "
+                     f"{run['init_and_first_event_s']:.3f} | {run['peak_rss_mb']:.0f} | {outcomes} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", type=int, default=PROCESSES)
+    parser.add_argument("--image", type=Path, help="default: a 1080p photo-like JPEG")
+    parser.add_argument("--child", nargs=3, metavar=("ENTRY", "EVENT", "RESULT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        return
+    image = args.image
+    if image is None:
+        from bench.photo import photo_jpeg
+
+        image = REPO / "bench" / "out" / "photo_1080p.jpg"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        image.write_bytes(photo_jpeg(1920, 1080))
+    sys.stdout.write(markdown(measure(image, args.processes)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
