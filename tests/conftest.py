@@ -22,6 +22,13 @@ from scripts.invoke import LambdaContext
 from tests.support import BUNDLED_MODEL
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that drive a browser run last, in their order. Playwright's sync API, from pytest-playwright's
+    session-wide ``playwright`` fixture on, leaves an event loop running on the main thread until the session ends,
+    so no later test could run one there (Mangum's handler, ``asyncio.run``)."""
+    items.sort(key=lambda item: "playwright" in getattr(item, "fixturenames", ()))  # a stable sort
+
+
 @pytest.fixture(scope="session")
 def bundled_model_path() -> Path:
     """The committed reference model (model/weights/unet.onnx)."""

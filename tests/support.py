@@ -57,3 +57,19 @@ def expected_overlay(pixels: np.ndarray, mask: np.ndarray, color: tuple[int, int
     table = np.array([[math.floor((1.0 - alpha) * v + alpha * c + 0.5) for c in color] for v in range(256)])
     tinted = np.stack([table[pixels[..., channel], channel] for channel in range(3)], axis=-1).astype(np.uint8)
     return np.where(mask[..., None], tinted, pixels)
+
+
+def template_cors_rules(origins: list[str] | None = None) -> list[dict[str, Any]]:
+    """The bucket's CORS rules as template.yaml writes them, in the shape S3's PutBucketCors takes; ``origins``
+    stands for the UploadCorsOrigins parameter (None: its default)."""
+    from cfnlint.decode import decode
+
+    template, problems = decode(str(REPO / "template.yaml"))
+    assert not problems and template is not None
+    if origins is None:
+        origins = str(template["Parameters"]["UploadCorsOrigins"]["Default"]).split(",")
+    rules = template["Resources"]["Bucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    return [{"ID": str(rule["Id"]), "AllowedMethods": [str(method) for method in rule["AllowedMethods"]],
+             "AllowedOrigins": list(origins), "AllowedHeaders": [str(header) for header in rule["AllowedHeaders"]],
+             "ExposeHeaders": [str(header) for header in rule.get("ExposedHeaders", [])],
+             "MaxAgeSeconds": int(rule["MaxAge"])} for rule in rules]

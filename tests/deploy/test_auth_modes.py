@@ -15,7 +15,7 @@ from tests.support import REPO
 
 TEMPLATE = REPO / "template.yaml"
 PROTECTED = {"POST /predict", "POST /predict/batch", "POST /uploads", "GET /results/{id}"}
-OPEN = {"GET /", "GET /{proxy+}"}
+OPEN = {"GET /", "GET /ui", "GET /{proxy+}"}
 # AuthMode -> the AuthorizationType of every protected route
 EXPECTED = {"none": "NONE", "jwt": "JWT", "iam": "AWS_IAM"}
 

@@ -35,6 +35,15 @@ def test_the_command_line_installs_as_a_console_script(wheel: zipfile.ZipFile) -
     assert wheel.read(entry_points).decode().split() == ["[console_scripts]", "unet-segment", "=", "app.cli:main"]
 
 
+def test_the_package_data_installs_with_it(wheel: zipfile.ZipFile) -> None:
+    """Files that are not Python (the page at /ui) are in the wheel too: pyproject's package-data names them."""
+    source = REPO / "function"
+    data = {path.relative_to(source).as_posix() for path in (source / "app").rglob("*")
+            if path.is_file() and path.suffix not in {".py", ".pyc"} and "model" not in path.parts}
+    assert "app/http/ui/index.html" in data  # the test cannot pass on an empty set
+    assert data <= set(wheel.namelist())
+
+
 def test_the_bundled_model_installs_where_settings_look_for_it(wheel: zipfile.ZipFile) -> None:
     [model] = [name for name in wheel.namelist() if name.endswith("share/unet-segmentation/unet-int8.onnx")]
     assert wheel.getinfo(model).file_size == DEFAULT_MODEL.stat().st_size

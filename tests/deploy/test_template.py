@@ -12,7 +12,7 @@ import pytest
 from cfnlint.api import lint, lint_file
 from cfnlint.decode import decode
 
-from tests.support import REPO
+from tests.support import REPO, template_cors_rules
 
 TEMPLATE = REPO / "template.yaml"
 BUCKET_NAME = "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"
@@ -77,9 +77,9 @@ def test_cfn_lint_would_catch_a_broken_template() -> None:
     assert [problem.rule.id for problem in lint(broken)] == ["E3012"]
 
 
-ROUTES = {"GET /": "RootRoute", "GET /{proxy+}": "PagesRoute", "POST /predict": "PredictRoute",
+ROUTES = {"GET /": "RootRoute", "GET /ui": "UiRoute", "GET /{proxy+}": "PagesRoute", "POST /predict": "PredictRoute",
           "POST /predict/batch": "BatchRoute", "POST /uploads": "UploadsRoute", "GET /results/{id}": "ResultsRoute"}
-OPEN_ROUTES = {"GET /", "GET /{proxy+}"}  # liveness, /health, /ui, /docs: open in every AuthMode
+OPEN_ROUTES = {"GET /", "GET /ui", "GET /{proxy+}"}  # liveness, the page, /health, /docs: open in every AuthMode
 
 
 def routes(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -178,6 +178,55 @@ def test_browsers_may_post_uploads_and_read_results(template: dict[str, Any]) ->
     assert rules["BrowserResults"]["AllowedMethods"] == ["GET", "HEAD"]
     assert all(rule["AllowedOrigins"] == {"Ref": "UploadCorsOrigins"} for rule in rules.values())
     assert template["Parameters"]["UploadCorsOrigins"]["Default"] == "*"
+
+
+def s3_cors_rule(rules: list[dict[str, Any]], origin: str, method: str, headers: tuple[str, ...] = ()) -> str | None:
+    """The rule S3 applies to a browser's request, or None (refused): the first whose AllowedOrigins match the
+    Origin, whose AllowedMethods hold the method (a preflight's Access-Control-Request-Method) and whose
+    AllowedHeaders cover each header a preflight names; one "*" wildcard each
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/cors.html, "How Amazon S3 evaluates the CORS
+    configuration"). moto does not evaluate rules this way (tests/integration/browser/test_page_uploads.py)."""
+    for rule in rules:
+        if (any(fnmatch.fnmatchcase(origin, allowed) for allowed in rule["AllowedOrigins"])
+                and method in rule["AllowedMethods"]
+                and all(any(fnmatch.fnmatchcase(header.lower(), allowed.lower()) for allowed in rule["AllowedHeaders"])
+                        for header in headers)):
+            return str(rule["ID"])
+    return None
+
+
+PAGE = "http://127.0.0.1:8000"  # the page at /ui, served by `make serve`; behind API Gateway, its execute-api origin
+
+
+@pytest.mark.parametrize(
+    ("origins", "origin", "method", "expected"),
+    [
+        # The page's XMLHttpRequest with upload progress is preflighted: POST, no header beyond the safelisted ones
+        (None, PAGE, "POST", "BrowserUploads"),
+        (None, "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com", "POST", "BrowserUploads"),
+        # Its fetch of the result's presigned GET URL
+        (None, PAGE, "GET", "BrowserResults"),
+        (None, PAGE, "HEAD", "BrowserResults"),
+        # Nothing else from a browser: no PUT, no DELETE
+        (None, PAGE, "PUT", None),
+        (None, PAGE, "DELETE", None),
+        # UploadCorsOrigins narrowed to one site admits that site only
+        (["https://app.example.com"], "https://app.example.com", "POST", "BrowserUploads"),
+        (["https://app.example.com"], "https://app.example.com", "GET", "BrowserResults"),
+        (["https://app.example.com"], PAGE, "POST", None),
+        (["https://*.example.com"], "https://app.example.com", "POST", "BrowserUploads"),
+    ],
+)
+def test_the_bucket_admits_what_the_page_sends_and_nothing_else(
+    origins: list[str] | None, origin: str, method: str, expected: str | None
+) -> None:
+    assert s3_cors_rule(template_cors_rules(origins), origin, method) == expected
+
+
+def test_the_upload_rule_admits_any_header_a_preflight_names() -> None:
+    """A page may add headers (a client library's x-amz-*): AllowedHeaders "*" takes them."""
+    rules = template_cors_rules()
+    assert s3_cors_rule(rules, PAGE, "POST", ("x-amz-meta-note", "content-type")) == "BrowserUploads"
 
 
 def test_uploads_and_results_expire(template: dict[str, Any]) -> None:

@@ -33,17 +33,22 @@ def get_work_queue(request: Request) -> WorkQueue:
     return request.app.state.work_queue  # type: ignore[no-any-return]
 
 
+def get_render_defaults(request: Request) -> RenderOptions:
+    return request.app.state.render_defaults  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RenderDefaultsDep = Annotated[RenderOptions, Depends(get_render_defaults)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 WorkQueueDep = Annotated[WorkQueue, Depends(get_work_queue)]
 
 
-def get_render_options(options: Annotated[PredictOptions, Query()], request: Request) -> RenderOptions:
+def get_render_options(options: Annotated[PredictOptions, Query()], defaults: RenderDefaultsDep,
+                       request: Request) -> RenderOptions:
     """The server's defaults (built once, from its settings) with the request's options on top; invalid: 422.
 
     Without ``format``, the ``Accept`` header chooses (``app.http.negotiation``).
     """
-    defaults: RenderOptions = request.app.state.render_defaults
     given = options.model_dump()
     given["format"] = options.format or negotiate_format(request.headers.get("accept"), options.output)
     try:

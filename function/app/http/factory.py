@@ -11,9 +11,10 @@ from app.aws.uploads import UploadFlow
 from app.core.model_holder import ModelHolder
 from app.core.options import RenderOptions
 from app.core.settings import Settings
-from app.http import batch, routes, uploads
+from app.http import batch, page, routes, uploads
 from app.http.auth import ApiKeys, require_caller
 from app.http.body_limit import BodySizeLimit
+from app.http.docs import install_docs
 from app.http.errors import install_error_handlers
 from app.http.schemas import ErrorBody
 from app.http.work_queue import WorkQueue
@@ -28,8 +29,9 @@ UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(settings: Settings, holder: ModelHolder, work_queue: WorkQueue) -> FastAPI:
-    """The app over these three objects: routes, OpenAPI responses, error handlers and the body limit."""
-    app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION)
+    """The app over these three objects: routes, OpenAPI responses, error handlers, the body limit, the page at
+    /ui and the docs at /docs with their assets served here rather than from a CDN."""
+    app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.settings, app.state.holder, app.state.work_queue = settings, holder, work_queue
     app.state.render_defaults = RenderOptions.from_settings(settings)
     app.state.upload_flow = upload_flow(settings)
@@ -39,6 +41,8 @@ def create_app(settings: Settings, holder: ModelHolder, work_queue: WorkQueue) -
     app.include_router(routes.open_router)
     for protected in (routes.router, batch.router, uploads.router):
         app.include_router(protected, dependencies=[Depends(require_caller)], responses=UNAUTHENTICATED)
+    app.include_router(page.router)  # open, as /docs is: the page asks for a key when the server needs one
+    install_docs(app)
     return app
 
 

@@ -21,9 +21,9 @@ from app.core.pipeline import Rendered, render
 from app.core.settings import Settings
 from app.core.timing import Stopwatch, server_timing
 from app.http.auth import caller_id
-from app.http.dependencies import HolderDep, RenderOptionsDep, SettingsDep, WorkQueueDep
+from app.http.dependencies import HolderDep, RenderDefaultsDep, RenderOptionsDep, SettingsDep, WorkQueueDep
 from app.http.errors import retry_after
-from app.http.schemas import ErrorBody, Health, ResultDocument, ValidationErrorBody
+from app.http.schemas import ErrorBody, Health, Limits, ResultDocument, SizeLimit, ValidationErrorBody
 
 ROOT_MESSAGE = {"message": "UNet API is running!"}  # the seed service's answer, kept verbatim
 
@@ -64,15 +64,28 @@ async def root() -> dict[str, str]:
 
 @open_router.get("/health", response_model=Health,
                  responses={503: {"model": Health, "description": "Model not loaded."}})
-async def health(holder: HolderDep) -> Any:
+async def health(holder: HolderDep, settings: SettingsDep, defaults: RenderDefaultsDep) -> Any:
     """Readiness: 200 with the model's contract, metrics by split, sha256 and execution provider once loaded,
-    else 503 with the reason."""
+    else 503 with the reason; both with the default options and the size limits (what the page at /ui reads)."""
+    limits = limits_of(settings)
     try:
         segmenter = await run_in_threadpool(holder.get)
     except ModelNotReady as not_ready:
-        body = Health(status="unavailable", detail=not_ready.detail).model_dump()
-        return JSONResponse(body, status_code=503, headers=retry_after(not_ready.retry_after_s))
-    return Health(status="ready", model=segmenter.info, provider=segmenter.provider)
+        body = Health(status="unavailable", detail=not_ready.detail, defaults=defaults, limits=limits)
+        return JSONResponse(body.model_dump(mode="json"), status_code=503, headers=retry_after(not_ready.retry_after_s))
+    # The threshold a request gets when it sets none is the model's own: say which number that is.
+    model_defaults = defaults.with_overrides({"threshold": segmenter.info.threshold})
+    return Health(status="ready", model=segmenter.info, provider=segmenter.provider, defaults=model_defaults,
+                  limits=limits)
+
+
+def limits_of(settings: Settings) -> Limits:
+    """Each way in's limits; the upload flow's only when it is on."""
+    uploads = None
+    if settings.UPLOAD_BUCKET is not None:
+        uploads = SizeLimit(max_bytes=settings.S3_MAX_UPLOAD_BYTES, max_pixels=settings.S3_MAX_PIXELS)
+    return Limits(predict=SizeLimit(max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_PIXELS),
+                  uploads=uploads)
 
 
 @router.post("/predict", response_class=Response, responses=PREDICT_RESPONSES)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.model_contract import ModelInfo
-from app.core.options import Alpha, ImageFormat, Output, Quality, Threshold
+from app.core.options import Alpha, ImageFormat, Output, Quality, RenderOptions, Threshold
 
 
 class PredictOptions(BaseModel):
@@ -57,14 +57,34 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class SizeLimit(BaseModel):
+    """The most an image may be on one way in: bytes on the wire, and pixels (width x height) once decoded."""
+
+    max_bytes: int
+    max_pixels: int
+
+
+class Limits(BaseModel):
+    """What a client can check before it sends a file (the page at /ui does): which way in takes it."""
+
+    predict: SizeLimit = Field(description="POST /predict: MAX_UPLOAD_BYTES and MAX_PIXELS.")
+    uploads: SizeLimit | None = Field(description="The upload flow (POST /uploads): S3_MAX_UPLOAD_BYTES and "
+                                                  "S3_MAX_PIXELS; null when it is off (UPLOAD_BUCKET unset).")
+
+
 class Health(BaseModel):
-    """Readiness: ``ready`` with the model's contract and identity, or ``unavailable`` with the reason."""
+    """Readiness: ``ready`` with the model's contract and identity, or ``unavailable`` with the reason; either
+    way the options a request gets by default and the size limits, which need no model."""
 
     status: Literal["ready", "unavailable"]
     model: ModelInfo | None = None  # the core's own dataclass: pydantic validates and documents it
     provider: str | None = Field(default=None, examples=["CPUExecutionProvider", "CUDAExecutionProvider"],
                                  description="The onnxruntime execution provider that runs the model.")
     detail: str | None = None
+    defaults: RenderOptions | None = Field(
+        default=None, description="What a request that sets no option gets (OVERLAY_COLOR, OVERLAY_ALPHA; the "
+        "threshold is the model's own, null until a model is loaded).")
+    limits: Limits | None = None
 
 
 class Box(BaseModel):

@@ -278,6 +278,9 @@ def test_health_reports_the_loaded_model(make_client: Callable, tiny_model_path:
                   "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "threshold": 0.5, "metrics": {}},
         "provider": "CPUExecutionProvider",
         "detail": None,
+        "defaults": {"output": "overlay", "format": "png", "quality": None, "color": "#ff3b30", "alpha": 0.5,
+                     "threshold": 0.5},
+        "limits": {"predict": {"max_bytes": 4_400_000, "max_pixels": 50_000_000}, "uploads": None},
     }
 
 

@@ -125,3 +125,27 @@ def test_rest_api_query_parameters_reach_the_app(context: LambdaContext) -> None
     image = rgb_of(SAMPLE_PNG)
     expected = expected_overlay(np.asarray(image), runtime.holder.get().segment(image).mask, (255, 59, 48), 0.6)
     np.testing.assert_array_equal(overlay, expected)
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "base64_encoded"),
+    [
+        ("/ui", "text/html; charset=utf-8", False),
+        ("/docs", "text/html; charset=utf-8", False),
+        ("/docs-assets/swagger-ui-bundle.js", "text/javascript; charset=utf-8", False),
+        ("/docs-assets/swagger-ui.css", "text/css; charset=utf-8", False),
+        ("/docs-assets/favicon-32x32.png", "image/png", True),
+    ],
+)
+def test_the_page_and_the_docs_through_the_http_function(
+    path: str, content_type: str, base64_encoded: bool, context: LambdaContext
+) -> None:
+    """What a browser fetches for /ui and /docs, as API Gateway hands it to the function (the GET /ui route and
+    GET /{proxy+}): each under Lambda's 6 MB response limit, text as text, images base64'd."""
+    from app.lambda_api import handler
+
+    event = json.loads((EVENTS / "http_api_get_root.json").read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    result = handler(event, context)
+    assert (result["statusCode"], result["headers"]["content-type"]) == (200, content_type)
+    assert result["isBase64Encoded"] is base64_encoded and len(result["body"]) < 6_000_000

@@ -1,0 +1,124 @@
+"""GET /ui and /docs without internet, and what /health tells the page: defaults and limits.
+
+The page in a browser is tests/integration/browser/; here, what the app serves and promises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import Any, get_args
+
+import pytest
+
+from app.core.options import ImageFormat, Output
+from app.http.schemas import PredictOptions
+
+EXTERNAL = re.compile(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)  # any URL naming a host
+
+
+class Controls(HTMLParser):
+    """The form controls' names, each select's option values, and every src/href the page references."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self.choices: dict[str, list[str]] = {}
+        self.references: list[str] = []
+        self._select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag in {"input", "select"} and attributes.get("name"):
+            self.names.append(str(attributes["name"]))
+        if tag == "select":
+            self._select = str(attributes["name"])
+            self.choices[self._select] = []
+        if tag == "option" and self._select:
+            self.choices[self._select].append(str(attributes["value"]))
+        self.references += [str(attributes[key]) for key in ("src", "href") if attributes.get(key)]
+
+
+def parsed(html: str) -> Controls:
+    controls = Controls()
+    controls.feed(html)
+    return controls
+
+
+def test_the_page_is_one_self_contained_html_file(make_client: Callable) -> None:
+    response = make_client().get("/ui")
+    assert (response.status_code, response.headers["content-type"]) == (200, "text/html; charset=utf-8")
+    assert EXTERNAL.findall(response.text) == []  # no CDN, no font service: it works without internet
+    assert parsed(response.text).references == ["docs"]  # styles and script inline; one link, to the API docs
+
+
+def test_the_page_offers_every_option_of_the_api_with_its_values(make_client: Callable) -> None:
+    controls = parsed(make_client().get("/ui").text)
+    assert sorted(controls.names) == sorted(PredictOptions.model_fields)
+    assert controls.choices == {"output": list(get_args(Output)), "format": list(get_args(ImageFormat))}
+
+
+def test_the_root_stays_the_seed_services_answer(make_client: Callable) -> None:
+    assert make_client().get("/").json() == {"message": "UNet API is running!"}
+
+
+DOCS_ASSETS = {"/docs-assets/swagger-ui.css": "text/css", "/docs-assets/favicon-32x32.png": "image/png",
+               "/docs-assets/swagger-ui-bundle.js": "text/javascript"}
+
+
+def test_the_docs_load_their_assets_from_this_app(make_client: Callable) -> None:
+    client = make_client()
+    html = client.get("/docs").text
+    assert EXTERNAL.findall(html) == []
+    assert set(parsed(html).references) == set(DOCS_ASSETS)
+    for asset, media_type in DOCS_ASSETS.items():
+        response = client.get(asset)
+        assert (response.status_code, response.headers["content-type"].split(";")[0]) == (200, media_type)
+    assert "url: '/openapi.json'" in html and '"validatorUrl": null' in html
+
+
+def test_redoc_is_gone_rather_than_blank_offline(make_client: Callable) -> None:
+    assert make_client().get("/redoc").status_code == 404
+
+
+def test_the_docs_are_not_operations_of_the_api(make_client: Callable) -> None:
+    paths = make_client().get("/openapi.json").json()["paths"]
+    assert not {"/ui", "/docs"} & set(paths)
+
+
+LIMITS = {"max_bytes": 4_400_000, "max_pixels": 50_000_000}
+UPLOAD_LIMITS = {"max_bytes": 50_000_000, "max_pixels": 100_000_000}
+DEFAULTS = {"output": "overlay", "format": "png", "quality": None, "color": "#ff3b30", "alpha": 0.5,
+            "threshold": 0.5}  # the tiny model's threshold
+
+
+@pytest.mark.parametrize(
+    ("settings", "defaults", "limits"),
+    [
+        ({}, DEFAULTS, {"predict": LIMITS, "uploads": None}),
+        ({"UPLOAD_BUCKET": "b"}, DEFAULTS, {"predict": LIMITS, "uploads": UPLOAD_LIMITS}),
+        ({"UPLOAD_BUCKET": "b", "MAX_UPLOAD_BYTES": 1000, "MAX_PIXELS": 2000, "S3_MAX_UPLOAD_BYTES": 3000,
+          "S3_MAX_PIXELS": 4000}, DEFAULTS,
+         {"predict": {"max_bytes": 1000, "max_pixels": 2000}, "uploads": {"max_bytes": 3000, "max_pixels": 4000}}),
+        ({"OVERLAY_COLOR": "0,200,255", "OVERLAY_ALPHA": 0.25}, {**DEFAULTS, "color": "#00c8ff", "alpha": 0.25},
+         {"predict": LIMITS, "uploads": None}),
+    ],
+    ids=["defaults", "upload-flow", "limits", "overlay"],
+)
+def test_health_tells_the_defaults_and_limits(
+    make_client: Callable, settings: dict[str, Any], defaults: dict[str, Any], limits: dict[str, Any]
+) -> None:
+    body = make_client(**settings).get("/health").json()
+    assert (body["defaults"], body["limits"]) == (defaults, limits)
+
+
+def test_health_tells_them_while_the_model_is_unavailable(make_client: Callable, tmp_path: Any) -> None:
+    from app.core.settings import Settings
+    from app.runtime import build_holder
+
+    missing = build_holder(Settings(MODEL_URI=str(tmp_path / "none.onnx")))
+    response = make_client(holder=missing).get("/health")
+    assert response.status_code == 503
+    assert response.json()["defaults"] == {**DEFAULTS, "threshold": None}  # no model: no threshold of its own
+    assert response.json()["limits"] == {"predict": LIMITS, "uploads": None}

@@ -1,0 +1,199 @@
+"""The page at /ui in Chromium against `make serve`: an image in (chosen, dropped, pasted), the result the API gives
+for the same options, errors in words, option changes, the download, the keyboard, a phone's width."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+from playwright.sync_api import Page
+
+from tests.integration.browser.ui import blob_bytes, open_page, predicted, same_pixels, shown_result, wait_for_run
+from tests.support import PNG_SIGNATURE, SAMPLE_JPEG, expected_overlay, rgb_of
+
+pytestmark = pytest.mark.slow
+DEFAULT_COLOR, DEFAULT_ALPHA = (255, 59, 48), 0.5  # Settings' OVERLAY_COLOR and OVERLAY_ALPHA
+TEXT_FILE = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"a shopping list, not an image"}
+
+# Hands a file to the page as the browser does for a drop on the page or a paste: a File in a DataTransfer.
+HAND_OVER = """([how, name, type, data]) => {
+  const bytes = Uint8Array.from(atob(data), (char) => char.charCodeAt(0));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([bytes], name, {type}));
+  const event = how === "drop"
+    ? new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true})
+    : new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true, cancelable: true});
+  (how === "drop" ? document.getElementById("drop") : document.body).dispatchEvent(event);
+}"""
+
+
+def test_a_chosen_image_comes_back_tinted_where_the_mask_is(page: Page, server: str, shot: Callable) -> None:
+    open_page(page, server)
+    shot("1-ready")
+    # WHEN a person chooses the sample
+    with page.expect_response(lambda response: response.url.startswith(f"{server}/predict")) as answered:
+        page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    shot("2-result")
+    # THEN the result is the input's size, and the pixels POST /predict gives for the default options
+    result = shown_result(page)
+    assert result.size == rgb_of(SAMPLE_JPEG).size == (447, 231)
+    assert page.eval_on_selector("#result", "image => [image.naturalWidth, image.naturalHeight]") == [447, 231]
+    assert same_pixels(result, predicted(server))
+    # AND those pixels are the original tinted where the model's mask is, untouched elsewhere
+    mask = np.asarray(predicted(server, output="mask")) == 255
+    assert 0.05 < mask.mean() < 0.95
+    assert np.array_equal(np.asarray(result), expected_overlay(np.asarray(rgb_of(SAMPLE_JPEG)), mask, DEFAULT_COLOR,
+                                                               DEFAULT_ALPHA))
+    # AND the timings are the response's Server-Timing stages, then the round trip the page measured
+    stages = [entry.split(";")[0].strip() for entry in answered.value.headers["server-timing"].split(",")]
+    assert page.locator("#timings tbody th").all_inner_texts() == [*stages, "round trip, seen by this page"]
+    assert page.get_attribute("#result", "alt") == "Overlay (foreground tinted) of blobs.jpg"
+
+
+@pytest.mark.parametrize("how", ["drop", "paste"])
+def test_a_dropped_or_pasted_image_is_segmented_the_same(page: Page, server: str, how: str) -> None:
+    open_page(page, server)
+    data = base64.b64encode(SAMPLE_JPEG.read_bytes()).decode()
+    page.evaluate(HAND_OVER, [how, SAMPLE_JPEG.name, "image/jpeg", data])
+    wait_for_run(page, 1)
+    assert same_pixels(shown_result(page), predicted(server))
+    assert page.inner_text("#original-caption") == "Original: blobs.jpg (21.2 kB)"
+
+
+def test_a_text_file_shows_the_servers_400_in_words(page: Page, server: str, shot: Callable) -> None:
+    detail = requests.post(f"{server}/predict", files={"file": ("notes.txt", TEXT_FILE["buffer"])}, timeout=30)
+    assert detail.status_code == 400
+    open_page(page, server)
+    page.set_input_files("#file", files=[TEXT_FILE])
+    wait_for_run(page, 1, "error")
+    shot("3-error-400")
+    assert page.inner_text("#error") == f"POST /predict answered 400: {detail.json()['detail']}"
+    assert page.get_attribute("#error", "role") == "alert"
+    assert page.is_hidden("#result-figure") and page.is_hidden("#download")
+
+
+@pytest.mark.parametrize(
+    ("control", "value", "options"),
+    [
+        ("#output", "mask", {"output": "mask"}),
+        ("#format", "webp", {"format": "webp"}),
+        ("#color", "#00c8ff", {"color": "00c8ff"}),
+        ("#threshold", "0.3", {"threshold": 0.3}),
+    ],
+    ids=["output", "format", "colour", "threshold"],
+)
+def test_an_option_change_renders_again_with_that_option(
+    page: Page, server: str, control: str, value: str, options: dict, shot: Callable
+) -> None:
+    open_page(page, server)
+    page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    # WHEN one option changes THEN the page asks again, and shows what /predict gives for that option alone
+    if control in {"#output", "#format"}:
+        page.select_option(control, value)
+    else:
+        page.fill(control, value)
+    wait_for_run(page, 2)
+    shot(f"4-option-{control.strip('#')}")
+    assert same_pixels(shown_result(page), predicted(server, **options))
+
+
+@pytest.mark.parametrize(
+    ("format_", "name", "media_type", "magic"),
+    [
+        ("png", "blobs.overlay.png", "image/png", PNG_SIGNATURE),
+        ("jpeg", "blobs.overlay.jpg", "image/jpeg", b"\xff\xd8\xff"),
+        ("webp", "blobs.overlay.webp", "image/webp", b"RIFF"),
+    ],
+)
+def test_the_download_is_the_result_with_its_name_and_type(
+    page: Page, server: str, tmp_path: Path, format_: str, name: str, media_type: str, magic: bytes
+) -> None:
+    open_page(page, server)
+    page.select_option("#format", format_)
+    page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    with page.expect_download() as started:
+        page.click("#download")
+    download = started.value
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    link = page.get_attribute("#download", "href") or ""
+    assert (download.suggested_filename, page.get_attribute("#download", "type")) == (name, media_type)
+    assert page.evaluate("async (url) => (await fetch(url)).headers.get('content-type')", link) == media_type
+    assert saved.read_bytes().startswith(magic) and saved.read_bytes() == blob_bytes(page, link)
+    assert Image.open(saved).size == (447, 231)
+
+
+def test_json_output_shows_the_numbers_and_downloads_them(page: Page, server: str, shot: Callable) -> None:
+    open_page(page, server)
+    page.select_option("#output", "json")
+    page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    shot("5-json")
+    assert page.is_disabled("#format") and page.is_disabled("#alpha") and page.is_disabled("#color")
+    assert page.is_hidden("#result-figure") and page.is_visible("#json")
+    assert '"width": 447' in page.inner_text("#json") and '"height": 231' in page.inner_text("#json")
+    assert (page.get_attribute("#download", "download"), page.get_attribute("#download", "type")) == (
+        "blobs.json", "application/json")
+
+
+def test_keyboard_alone_chooses_compares_changes_and_downloads(page: Page, server: str, shot: Callable) -> None:
+    open_page(page, server)
+    page.focus("a[href=docs]")
+    # The file chooser opens from the keyboard, as from a click
+    page.keyboard.press("Tab")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    # Every control in reading order, the disabled quality (PNG) skipped, then the slider and the download
+    order = []
+    for _ in range(8):
+        order.append(page.evaluate("document.activeElement.id"))
+        page.keyboard.press("Tab")
+    assert order == ["file", "output", "format", "color", "alpha", "threshold", "split", "download"]
+    # The before/after slider moves the line with the arrow keys
+    page.focus("#split")
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")
+    clip = page.eval_on_selector("#after", "image => getComputedStyle(image).clipPath")
+    assert clip == "inset(0px 0px 0px 47%)"
+    shot("6-keyboard-slider")
+    # Changing the output from the keyboard renders again
+    page.focus("#output")
+    page.keyboard.press("ArrowDown")
+    wait_for_run(page, 2)
+    assert page.input_value("#output") == "mask"
+    assert same_pixels(shown_result(page), predicted(server, output="mask"))
+
+
+def test_every_control_is_labelled_and_the_status_is_announced(page: Page, server: str) -> None:
+    open_page(page, server)
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll("input, select, textarea, button")]
+        .filter((control) => control.labels.length === 0 && !control.getAttribute("aria-label")).map((c) => c.id)""")
+    assert unlabelled == []
+    assert (page.get_attribute("#status", "role"), page.get_attribute("#status", "aria-live")) == ("status", "polite")
+    page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    assert page.get_attribute("#result-panel", "aria-busy") == "false"
+    assert re.fullmatch(r"Done: blobs\.jpg, overlay, in \d+ ms\.", page.inner_text("#status"))
+    assert page.get_attribute("#original", "alt") == "Original: blobs.jpg"
+
+
+def test_the_page_fits_a_phone(page: Page, server: str, shot: Callable) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    open_page(page, server)
+    page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    shot("7-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") == 390  # nothing wider than the screen
+    original, result = page.locator("#original").bounding_box(), page.locator("#result").bounding_box()
+    assert original and result and result["y"] >= original["y"] + original["height"]  # stacked, not side by side
