@@ -129,7 +129,8 @@ def test_the_download_is_the_result_with_its_name_and_type(
     assert (download.suggested_filename, page.get_attribute("#download", "type")) == (name, media_type)
     assert page.evaluate("async (url) => (await fetch(url)).headers.get('content-type')", link) == media_type
     assert saved.read_bytes().startswith(magic) and saved.read_bytes() == blob_bytes(page, link)
-    assert Image.open(saved).size == (447, 231)
+    with Image.open(saved) as image:
+        assert image.size == (447, 231)
 
 
 def test_json_output_shows_the_numbers_and_downloads_them(page: Page, server: str, shot: Callable) -> None:
