@@ -22,6 +22,7 @@ from scripts.invoke import LambdaContext
 from tests.support import BUNDLED_MODEL
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that drive a browser run last, in their order. Playwright's sync API, from pytest-playwright's
     session-wide ``playwright`` fixture on, leaves an event loop running on the main thread until the session ends,
@@ -66,8 +67,9 @@ def main_thread_event_loop() -> Iterator[None]:
 
 
 @pytest.fixture
-def context(main_thread_event_loop: None) -> LambdaContext:
-    """Lambda's context object, as the runtime passes it to a handler (with the loop a handler finds)."""
+def lambda_context(main_thread_event_loop: None) -> LambdaContext:
+    """Lambda's context object, as the runtime passes it to a handler (with the loop a handler finds). Not named
+    ``context``: pytest-playwright owns that name (a browser context) and runs every test asking for it per browser."""
     return LambdaContext(aws_request_id="c0ffee00-0000-4000-8000-000000000001")
 
 

@@ -35,30 +35,30 @@ def handler(main_thread_event_loop: None) -> Any:
 
 @pytest.mark.parametrize("event", UNSUPPORTED, ids=["eventbridge", "s3", "list"])
 def test_other_events_get_an_error_result_and_an_error_log(
-    handler: Any, event: Any, context: LambdaContext, json_logs: Callable[[], list[dict[str, Any]]]
+    handler: Any, event: Any, lambda_context: LambdaContext, json_logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    result = handler(event, context)
+    result = handler(event, lambda_context)
     assert (result["statusCode"], result["error"]) == (400, "UnsupportedEvent")
     assert "this function handles API Gateway (HTTP API, REST API) and ALB events" in result["detail"]
     [error] = [line for line in json_logs() if line["level"] == "ERROR"]
-    assert error["message"] == result["detail"] and error["function_request_id"] == context.aws_request_id
+    assert error["message"] == result["detail"] and error["function_request_id"] == lambda_context.aws_request_id
 
 
 def test_every_log_line_of_a_request_carries_its_request_id(
-    handler: Any, context: LambdaContext, json_logs: Callable[[], list[dict[str, Any]]]
+    handler: Any, lambda_context: LambdaContext, json_logs: Callable[[], list[dict[str, Any]]]
 ) -> None:
-    handler(load_event("http_api_post_predict.json"), context)
+    handler(load_event("http_api_post_predict.json"), lambda_context)
     lines = json_logs()
     assert {line["message"] for line in lines} >= {"prediction", "http response"}  # the app's line and ours
-    assert {line["function_request_id"] for line in lines} == {context.aws_request_id}
+    assert {line["function_request_id"] for line in lines} == {lambda_context.aws_request_id}
 
 
 def test_metrics_cold_start_then_inference_latency(
-    handler: Any, context: LambdaContext, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    handler: Any, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cold_start, "is_cold_start", True)
-    handler(load_event("http_api_post_predict.json"), context)
-    handler(load_event("http_api_get_root.json"), context)
+    handler(load_event("http_api_post_predict.json"), lambda_context)
+    handler(load_event("http_api_get_root.json"), lambda_context)
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     names = [[metric["Name"] for metric in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]] for blob in blobs]
     assert names == [
@@ -70,7 +70,7 @@ def test_metrics_cold_start_then_inference_latency(
 
 @pytest.mark.slow
 def test_a_12_mp_phone_photo_fits_through_api_gateway_as_jpeg(
-    tmp_path: Path, bundled_model_path: Path, context: LambdaContext
+    tmp_path: Path, bundled_model_path: Path, lambda_context: LambdaContext
 ) -> None:
     """The first user's case: a 12 MP photo through the HTTP API, as the template configures the function."""
     # GIVEN a 12 MP photo-like JPEG (under the 4.4 MB upload limit) in an HTTP API v2 event asking for format=jpeg
@@ -81,7 +81,7 @@ def test_a_12_mp_phone_photo_fits_through_api_gateway_as_jpeg(
     settings = Settings(MODEL_URI=str(bundled_model_path), MAX_RESPONSE_BYTES=4_400_000)  # template.yaml's
     handler = make_http_handler(create_app(settings, build_holder(settings), WorkQueue.from_settings(settings)))
     # WHEN the function answers it
-    response = handler(event, context)
+    response = handler(event, lambda_context)
     # THEN a 4000x3000 JPEG that API Gateway can carry: base64'd, under Lambda's 6 MB response
     assert response["statusCode"] == 200, response["body"][:500]
     assert response["isBase64Encoded"] and len(response["body"]) < 6_000_000

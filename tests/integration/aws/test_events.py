@@ -80,11 +80,11 @@ def test_every_event_file_has_an_expectation() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_event_through_its_function(name: str, s3: Any, context: LambdaContext) -> None:
+def test_event_through_its_function(name: str, s3: Any, lambda_context: LambdaContext) -> None:
     event = json.loads((EVENTS / name).read_text())
     assert entry_for(event) == ENTRY.get(name, "api")
     seed(s3, s3_objects(event), image=None)  # what `make invoke ... --local-s3` puts there
-    result = importlib.import_module(ENTRIES[entry_for(event)]).handler(event, context)
+    result = importlib.import_module(ENTRIES[entry_for(event)]).handler(event, lambda_context)
     expected = EXPECTED[name]
     if isinstance(expected, Http):
         check_http(result, expected)
@@ -115,12 +115,12 @@ def check_http(result: dict[str, Any], expected: Http) -> None:
         assert Image.open(io.BytesIO(body)).size == expected.png_size
 
 
-def test_rest_api_query_parameters_reach_the_app(context: LambdaContext) -> None:
+def test_rest_api_query_parameters_reach_the_app(lambda_context: LambdaContext) -> None:
     """events/rest_api_post_predict.json asks for alpha=0.6: the overlay is blended at 0.6, not the default."""
     from app.lambda_api import handler
     from app.main import runtime
 
-    result = handler(json.loads((EVENTS / "rest_api_post_predict.json").read_text()), context)
+    result = handler(json.loads((EVENTS / "rest_api_post_predict.json").read_text()), lambda_context)
     overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(result["body"]))))
     image = rgb_of(SAMPLE_PNG)
     expected = expected_overlay(np.asarray(image), runtime.holder.get().segment(image).mask, (255, 59, 48), 0.6)
@@ -138,7 +138,7 @@ def test_rest_api_query_parameters_reach_the_app(context: LambdaContext) -> None
     ],
 )
 def test_the_page_and_the_docs_through_the_http_function(
-    path: str, content_type: str, base64_encoded: bool, context: LambdaContext
+    path: str, content_type: str, base64_encoded: bool, lambda_context: LambdaContext
 ) -> None:
     """What a browser fetches for /ui and /docs, as API Gateway hands it to the function (the GET /ui route and
     GET /{proxy+}): each under Lambda's 6 MB response limit, text as text, images base64'd."""
@@ -146,6 +146,6 @@ def test_the_page_and_the_docs_through_the_http_function(
 
     event = json.loads((EVENTS / "http_api_get_root.json").read_text())
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    result = handler(event, context)
+    result = handler(event, lambda_context)
     assert (result["statusCode"], result["headers"]["content-type"]) == (200, content_type)
     assert result["isBase64Encoded"] is base64_encoded and len(result["body"]) < 6_000_000

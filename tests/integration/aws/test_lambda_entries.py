@@ -61,34 +61,34 @@ def s3_model(s3: Any, tiny_model_path: Path, tmp_path: Path) -> Callable[..., Fu
 
 
 def test_model_downloaded_from_s3_serves_the_s3_trigger(
-    s3: Any, s3_model: Callable[..., Functions], tiny_model_path: Path, context: LambdaContext, tmp_path: Path,
+    s3: Any, s3_model: Callable[..., Functions], tiny_model_path: Path, lambda_context: LambdaContext, tmp_path: Path,
 ) -> None:
     sha = sha256_of(tiny_model_path)
     functions = s3_model(sha256=sha)
     s3.put_object(Bucket=BUCKET, Key="uploads/my photo+1.jpg", Body=SAMPLE_JPEG.read_bytes())
-    functions.upload(load_event("s3_put_upload.json"), context)
+    functions.upload(load_event("s3_put_upload.json"), lambda_context)
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key="overlays/my photo+1.jpg.json")["Body"].read())
     assert summary["model"] == {"name": "tiny-test-unet", "version": "0.0.1", "sha256": sha}
     [cached] = (tmp_path / "cache").iterdir()
     assert cached.read_bytes() == tiny_model_path.read_bytes()
 
 
-def test_sha_mismatch_refuses_to_serve(s3_model: Callable[..., Functions], context: LambdaContext) -> None:
+def test_sha_mismatch_refuses_to_serve(s3_model: Callable[..., Functions], lambda_context: LambdaContext) -> None:
     functions = s3_model(sha256="0" * 64)
-    response = functions.api(load_event("http_api_post_predict.json"), context)
+    response = functions.api(load_event("http_api_post_predict.json"), lambda_context)
     assert response["statusCode"] == 503
     assert "ModelIntegrityError" in json.loads(response["body"])["detail"]
-    assert functions.api(load_event("http_api_get_root.json"), context)["statusCode"] == 200  # alive, not ready
+    assert functions.api(load_event("http_api_get_root.json"), lambda_context)["statusCode"] == 200  # alive, not ready
     with pytest.raises(ModelNotReady, match="MODEL_SHA256 is 0000"):
-        functions.upload(load_event("s3_put_upload.json"), context)
+        functions.upload(load_event("s3_put_upload.json"), lambda_context)
 
 
 def test_model_published_after_init_is_picked_up_without_a_new_environment(
-    s3: Any, s3_model: Callable[..., Functions], tiny_model_path: Path, context: LambdaContext,
+    s3: Any, s3_model: Callable[..., Functions], tiny_model_path: Path, lambda_context: LambdaContext,
 ) -> None:
     functions = s3_model(publish=False)
     assert not functions.loaded_at_init  # nothing published yet
-    assert functions.api(load_event("http_api_post_predict.json"), context)["statusCode"] == 503
+    assert functions.api(load_event("http_api_post_predict.json"), lambda_context)["statusCode"] == 503
     s3.upload_file(str(tiny_model_path), BUCKET, MODEL_KEY)  # make publish-model
     time.sleep(0.25)  # well past MODEL_RETRY_SECONDS (0.05): the back-off, not a speed, decides
-    assert functions.api(load_event("http_api_post_predict.json"), context)["statusCode"] == 200
+    assert functions.api(load_event("http_api_post_predict.json"), lambda_context)["statusCode"] == 200

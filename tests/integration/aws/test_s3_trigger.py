@@ -82,12 +82,12 @@ def tiny_trigger(tiny_model_path: Path) -> Any:
 
 
 def test_upload_gets_overlay_mask_and_summary(
-    s3: Any, handler: Any, context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray]
+    s3: Any, handler: Any, lambda_context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray]
 ) -> None:
     # GIVEN a photo uploaded under a key S3 URL-encodes ("+" and a space)
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
     # WHEN S3's event reaches the handler
-    result = handler(load_event("s3_put_upload.json"), context)
+    result = handler(load_event("s3_put_upload.json"), lambda_context)
     # THEN the overlay, mask and summary sit next to each other under overlays/
     stem = "overlays/my photo+1.jpg"
     assert result == {"records": [{"key": UPLOAD_KEY, "status": "processed", "detail": f"{stem}.png",
@@ -136,10 +136,10 @@ def test_a_phone_photo_gets_an_upright_overlay_in_its_own_colours(
 
 
 def test_summary_describes_the_mask_and_the_model(
-    s3: Any, handler: Any, context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray]
+    s3: Any, handler: Any, lambda_context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray]
 ) -> None:
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
-    handler(load_event("s3_put_upload.json"), context)
+    handler(load_event("s3_put_upload.json"), lambda_context)
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key="overlays/my photo+1.jpg.json")["Body"].read())
     assert summary == {
         "status": "done",
@@ -153,7 +153,7 @@ def test_summary_describes_the_mask_and_the_model(
     }
 
 
-def test_the_summary_is_written_last(s3: Any, handler: Any, context: LambdaContext) -> None:
+def test_the_summary_is_written_last(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:
     """Its presence means every other output is there: a crash between writes is redone on redelivery."""
     from app.aws.s3_client import get_s3_client
 
@@ -161,27 +161,27 @@ def test_the_summary_is_written_last(s3: Any, handler: Any, context: LambdaConte
     get_s3_client().meta.events.register("before-parameter-build.s3.PutObject",
                                          lambda params, **_: written.append(params["Key"]))
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
-    handler(load_event("s3_put_upload.json"), context)
+    handler(load_event("s3_put_upload.json"), lambda_context)
     stem = "overlays/my photo+1.jpg"
     assert written == [f"{stem}.mask.png", f"{stem}.png", f"{stem}.json"]
 
 
-def test_the_bundled_model_finds_the_real_foreground(s3: Any, handler: Any, context: LambdaContext) -> None:
+def test_the_bundled_model_finds_the_real_foreground(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:
     """Realism: against model.synthetic's ground truth for the uploaded sample, the S3 mask scores IoU >= 0.95."""
     from model.synthetic import HELDOUT_SEED, generate_sample
 
     _, truth = generate_sample(np.random.default_rng([HELDOUT_SEED, HELDOUT_SAMPLE]))
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
-    handler(load_event("s3_put_upload.json"), context)
+    handler(load_event("s3_put_upload.json"), lambda_context)
     mask = np.asarray(read_image(s3, "overlays/my photo+1.jpg.mask.png")) == 255
     iou = np.logical_and(mask, truth).sum() / np.logical_or(mask, truth).sum()
     assert iou >= 0.95, f"IoU {iou:.3f}"
 
 
-def test_several_records_in_one_event(s3: Any, handler: Any, context: LambdaContext) -> None:
+def test_several_records_in_one_event(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:
     s3.put_object(Bucket=BUCKET, Key="uploads/batch/blobs.jpg", Body=SAMPLE_JPEG.read_bytes())
     s3.put_object(Bucket=BUCKET, Key="uploads/batch/blobs(2).png", Body=SAMPLE_PNG.read_bytes())
-    result = handler(load_event("s3_put_batch.json"), context)
+    result = handler(load_event("s3_put_batch.json"), lambda_context)
     assert [(r["key"], r["status"]) for r in result["records"]] == [
         ("uploads/batch/blobs.jpg", "processed"),
         ("uploads/batch/blobs(2).png", "processed"),
@@ -194,11 +194,11 @@ def test_several_records_in_one_event(s3: Any, handler: Any, context: LambdaCont
     assert read_image(s3, "overlays/batch/blobs(2).png.png").size == sample(SAMPLE_PNG).size
 
 
-def test_redelivered_event_overwrites_the_same_outputs(s3: Any, handler: Any, context: LambdaContext) -> None:
+def test_redelivered_event_overwrites_the_same_outputs(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
-    handler(load_event("s3_put_upload.json"), context)
+    handler(load_event("s3_put_upload.json"), lambda_context)
     first = {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys_in(s3, "overlays/")}
-    handler(load_event("s3_put_upload.json"), context)  # S3 delivers at least once
+    handler(load_event("s3_put_upload.json"), lambda_context)  # S3 delivers at least once
     again = {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys_in(s3, "overlays/")}
     assert again == first
 
@@ -206,12 +206,12 @@ def test_redelivered_event_overwrites_the_same_outputs(s3: Any, handler: Any, co
 # --- what is skipped, what is rejected, what raises -----------------------------------------
 
 
-def test_own_outputs_never_trigger_work(s3: Any, handler: Any, context: LambdaContext) -> None:
+def test_own_outputs_never_trigger_work(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:
     from app.aws.s3_client import get_s3_client
 
     requests: list[str] = []
     get_s3_client().meta.events.register("before-call.s3", lambda model, **_: requests.append(model.name))
-    result = handler(load_event("s3_put_overlay.json"), context)
+    result = handler(load_event("s3_put_overlay.json"), lambda_context)
     assert result == {"records": [{"key": "overlays/my photo+1.jpg.png", "status": "skipped",
                                    "detail": "not under uploads/", "inference_ms": None}]}
     assert requests == [] and keys_in(s3) == []
@@ -237,11 +237,11 @@ def test_skipping_needs_no_model(s3: Any, tiny_model_path: Path, tmp_path: Path)
     ids=["garbage", "truncated-jpeg", "psd", "empty"],
 )
 def test_bad_upload_is_logged_and_summarised_as_rejected(
-    s3: Any, handler: Any, context: LambdaContext, body: bytes, detail: str,
+    s3: Any, handler: Any, lambda_context: LambdaContext, body: bytes, detail: str,
     json_logs: Callable[[], list[dict[str, Any]]],
 ) -> None:
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=body)
-    result = handler(load_event("s3_put_upload.json"), context)  # no exception: a retry could not help
+    result = handler(load_event("s3_put_upload.json"), lambda_context)  # no exception: a retry could not help
     [record] = result["records"]
     assert record["status"] == "rejected" and detail in record["detail"].lower()
     assert keys_in(s3, "overlays/") == ["overlays/my photo+1.jpg.json"]  # the summary only: a poller stops
@@ -250,7 +250,7 @@ def test_bad_upload_is_logged_and_summarised_as_rejected(
     assert summary == {"status": "rejected", "reason": record["detail"], "source": source}
     [warning] = [line for line in json_logs() if line["level"] == "WARNING"]
     assert warning["message"].startswith(f"skipping s3://{BUCKET}/{UPLOAD_KEY}: ")
-    assert warning["function_request_id"] == context.aws_request_id
+    assert warning["function_request_id"] == lambda_context.aws_request_id
 
 
 @pytest.mark.parametrize(
@@ -290,11 +290,11 @@ def test_options_no_retry_can_fix_are_rejected(s3: Any, tiny_trigger: Any, metad
     assert reason in outcome.detail
 
 
-def test_s3_errors_raise_so_lambda_retries(s3: Any, handler: Any, context: LambdaContext) -> None:
+def test_s3_errors_raise_so_lambda_retries(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:
     event = load_event("s3_put_upload.json")
     event["Records"][0]["s3"]["bucket"]["name"] = "bucket-that-does-not-exist"
     with pytest.raises(ClientError, match="NoSuchBucket"):
-        handler(event, context)
+        handler(event, lambda_context)
 
 
 def test_unloadable_model_raises_on_s3_events(s3: Any, tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ def test_a_file_over_the_direct_limit_goes_through_the_upload_flow(
     assert stored.value.status == 204
     page.wait_for_selector("#status:text('waiting for its result')")
     assert page.eval_on_selector("#progress", "bar => [bar.value, bar.max, bar.hidden]") == [1, 1, False]
+    assert page.get_attribute("#result-panel", "aria-busy") == "true"  # the busy state, until the result comes
     shot("8-upload-waiting")
     # AND once the upload function has run on the S3 event, the page's polling finds the result
     [record] = deliver()["records"]
