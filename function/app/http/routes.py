@@ -64,26 +64,27 @@ async def root() -> dict[str, str]:
 
 @open_router.get("/health", response_model=Health,
                  responses={503: {"model": Health, "description": "Model not loaded."}})
-async def health(holder: HolderDep, settings: SettingsDep, defaults: RenderDefaultsDep) -> Any:
+async def health(holder: HolderDep, settings: SettingsDep, defaults: RenderDefaultsDep, request: Request) -> Any:
     """Readiness: 200 with the model's contract, metrics by split, sha256 and execution provider once loaded,
-    else 503 with the reason; both with the default options and the size limits (what the page at /ui reads)."""
-    limits = limits_of(settings)
+    else 503 with the reason; both with the default options, the size limits and whether an API key is needed
+    (what the page at /ui reads)."""
+    limits, keyed = limits_of(settings), request.app.state.api_keys is not None
     try:
         segmenter = await run_in_threadpool(holder.get)
     except ModelNotReady as not_ready:
-        body = Health(status="unavailable", detail=not_ready.detail, defaults=defaults, limits=limits)
+        body = Health(status="unavailable", detail=not_ready.detail, defaults=defaults, limits=limits, api_keys=keyed)
         return JSONResponse(body.model_dump(mode="json"), status_code=503, headers=retry_after(not_ready.retry_after_s))
     # The threshold a request gets when it sets none is the model's own: say which number that is.
     model_defaults = defaults.with_overrides({"threshold": segmenter.info.threshold})
     return Health(status="ready", model=segmenter.info, provider=segmenter.provider, defaults=model_defaults,
-                  limits=limits)
+                  limits=limits, api_keys=keyed)
 
 
 def limits_of(settings: Settings) -> Limits:
-    """Each way in's limits; the upload flow's only when it is on."""
+    """Each way in's limits; the upload flow's only when it is on (its POST policy's cap: UPLOAD_MAX_BYTES)."""
     uploads = None
     if settings.UPLOAD_BUCKET is not None:
-        uploads = SizeLimit(max_bytes=settings.S3_MAX_UPLOAD_BYTES, max_pixels=settings.S3_MAX_PIXELS)
+        uploads = SizeLimit(max_bytes=settings.upload_max_bytes, max_pixels=settings.S3_MAX_PIXELS)
     return Limits(predict=SizeLimit(max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_PIXELS),
                   uploads=uploads)
 

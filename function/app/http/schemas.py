@@ -68,13 +68,14 @@ class Limits(BaseModel):
     """What a client can check before it sends a file (the page at /ui does): which way in takes it."""
 
     predict: SizeLimit = Field(description="POST /predict: MAX_UPLOAD_BYTES and MAX_PIXELS.")
-    uploads: SizeLimit | None = Field(description="The upload flow (POST /uploads): S3_MAX_UPLOAD_BYTES and "
-                                                  "S3_MAX_PIXELS; null when it is off (UPLOAD_BUCKET unset).")
+    uploads: SizeLimit | None = Field(description="The upload flow (POST /uploads): UPLOAD_MAX_BYTES (else "
+                                                  "S3_MAX_UPLOAD_BYTES) and S3_MAX_PIXELS; null when it is off "
+                                                  "(UPLOAD_BUCKET unset).")
 
 
 class Health(BaseModel):
     """Readiness: ``ready`` with the model's contract and identity, or ``unavailable`` with the reason; either
-    way the options a request gets by default and the size limits, which need no model."""
+    way the options a request gets by default, the size limits and whether a key is needed: none needs a model."""
 
     status: Literal["ready", "unavailable"]
     model: ModelInfo | None = None  # the core's own dataclass: pydantic validates and documents it
@@ -85,6 +86,9 @@ class Health(BaseModel):
         default=None, description="What a request that sets no option gets (OVERLAY_COLOR, OVERLAY_ALPHA; the "
         "threshold is the model's own, null until a model is loaded).")
     limits: Limits | None = None
+    api_keys: bool = Field(default=False, description="Whether this server's protected routes ask for an API key "
+                           "(API_KEYS, API_KEYS_FILE). On AWS, API Gateway (AuthMode) may ask for a token before a "
+                           "request reaches the app: this does not say so.")
 
 
 class Box(BaseModel):

@@ -281,6 +281,7 @@ def test_health_reports_the_loaded_model(make_client: Callable, tiny_model_path:
         "defaults": {"output": "overlay", "format": "png", "quality": None, "color": "#ff3b30", "alpha": 0.5,
                      "threshold": 0.5},
         "limits": {"predict": {"max_bytes": 4_400_000, "max_pixels": 50_000_000}, "uploads": None},
+        "api_keys": False,
     }
 
 

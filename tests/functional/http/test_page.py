@@ -101,16 +101,27 @@ DEFAULTS = {"output": "overlay", "format": "png", "quality": None, "color": "#ff
         ({"UPLOAD_BUCKET": "b", "MAX_UPLOAD_BYTES": 1000, "MAX_PIXELS": 2000, "S3_MAX_UPLOAD_BYTES": 3000,
           "S3_MAX_PIXELS": 4000}, DEFAULTS,
          {"predict": {"max_bytes": 1000, "max_pixels": 2000}, "uploads": {"max_bytes": 3000, "max_pixels": 4000}}),
+        ({"UPLOAD_BUCKET": "b", "UPLOAD_MAX_BYTES": 5000}, DEFAULTS,
+         {"predict": LIMITS, "uploads": {**UPLOAD_LIMITS, "max_bytes": 5000}}),
         ({"OVERLAY_COLOR": "0,200,255", "OVERLAY_ALPHA": 0.25}, {**DEFAULTS, "color": "#00c8ff", "alpha": 0.25},
          {"predict": LIMITS, "uploads": None}),
     ],
-    ids=["defaults", "upload-flow", "limits", "overlay"],
+    ids=["defaults", "upload-flow", "limits", "upload-cap", "overlay"],
 )
 def test_health_tells_the_defaults_and_limits(
     make_client: Callable, settings: dict[str, Any], defaults: dict[str, Any], limits: dict[str, Any]
 ) -> None:
     body = make_client(**settings).get("/health").json()
     assert (body["defaults"], body["limits"]) == (defaults, limits)
+
+
+@pytest.mark.parametrize(("settings", "api_keys"), [({}, False), ({"API_KEYS": "k1,k2"}, True)])
+def test_health_tells_whether_an_api_key_is_needed(
+    make_client: Callable, settings: dict[str, Any], api_keys: bool
+) -> None:
+    client = make_client(**settings)
+    assert client.get("/health").json()["api_keys"] is api_keys
+    assert client.get("/ui").status_code == 200  # the page itself is open: it asks for the key
 
 
 def test_health_tells_them_while_the_model_is_unavailable(make_client: Callable, tmp_path: Any) -> None:

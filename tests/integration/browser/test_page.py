@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +15,13 @@ from PIL import Image
 from playwright.sync_api import Page
 
 from tests.integration.browser.ui import blob_bytes, open_page, predicted, same_pixels, shown_result, wait_for_run
+from tests.servers import make_serve
 from tests.support import PNG_SIGNATURE, SAMPLE_JPEG, expected_overlay, rgb_of
 
 pytestmark = pytest.mark.slow
 DEFAULT_COLOR, DEFAULT_ALPHA = (255, 59, 48), 0.5  # Settings' OVERLAY_COLOR and OVERLAY_ALPHA
 TEXT_FILE = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"a shopping list, not an image"}
+API_KEY = "page-test-key"
 
 # Hands a file to the page as the browser does for a drop on the page or a paste: a File in a DataTransfer.
 HAND_OVER = """([how, name, type, data]) => {
@@ -157,10 +159,10 @@ def test_keyboard_alone_chooses_compares_changes_and_downloads(page: Page, serve
     wait_for_run(page, 1)
     # Every control in reading order, the disabled quality (PNG) skipped, then the slider and the download
     order = []
-    for _ in range(8):
+    for _ in range(9):
         order.append(page.evaluate("document.activeElement.id"))
         page.keyboard.press("Tab")
-    assert order == ["file", "output", "format", "color", "alpha", "threshold", "split", "download"]
+    assert order == ["file", "key", "output", "format", "color", "alpha", "threshold", "split", "download"]
     # The before/after slider moves the line with the arrow keys
     page.focus("#split")
     for _ in range(3):
@@ -198,3 +200,31 @@ def test_the_page_fits_a_phone(page: Page, server: str, shot: Callable) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") == 390  # nothing wider than the screen
     original, result = page.locator("#original").bounding_box(), page.locator("#result").bounding_box()
     assert original and result and result["y"] >= original["y"] + original["height"]  # stacked, not side by side
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`make serve` with API keys: POST /predict needs one, the page and /health stay open."""
+    with make_serve({"API_KEYS": API_KEY}, tmp_path_factory.mktemp("keyed") / "server.log") as url:
+        yield url
+
+
+def test_a_server_with_api_keys_gets_the_key_typed_into_the_page(
+    page: Page, keyed_server: str, server: str, shot: Callable
+) -> None:
+    open_page(page, keyed_server)
+    assert page.inner_text("#key-hint").startswith("This server asks for an API key (API_KEYS).")
+    # WHEN an image goes without a key THEN the 401 is said in words, with what to do
+    page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1, "error")
+    refused = requests.post(f"{keyed_server}/predict", files={"file": ("a.jpg", b"x")}, timeout=30)
+    shot("14-api-key-needed")
+    assert page.inner_text("#error") == (f"POST /predict answered 401: {refused.json()['detail']} Enter a key or "
+                                         "token in the API key field.")
+    # WHEN the key is typed THEN the same image is sent again, with it
+    with page.expect_request(lambda request: request.url.startswith(f"{keyed_server}/predict")) as sent:
+        page.fill("#key", API_KEY)
+        page.press("#key", "Enter")
+    wait_for_run(page, 2)
+    assert sent.value.headers["authorization"] == f"Bearer {API_KEY}"
+    assert same_pixels(shown_result(page), predicted(server))

@@ -39,7 +39,7 @@ def test_health_serialises_the_contract_and_its_sha256() -> None:
         "model": {"input_height": 8, "input_width": 16, "channel_order": "RGB", "scale": 0.5,
                   "mean": [0.1, 0.2, 0.3], "std": [1.0, 1.0, 1.0], "threshold": 0.4, "name": "n", "version": "v",
                   "metrics": {"held_out": {"iou": 0.9}}, "sha256": "c" * 64},
-        "defaults": None, "limits": None,
+        "defaults": None, "limits": None, "api_keys": False,
     }
 
 
