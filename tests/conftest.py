@@ -74,6 +74,14 @@ def lambda_context(main_thread_event_loop: None) -> LambdaContext:
 
 
 @pytest.fixture
+def context() -> None:
+    """Not Lambda's context (``lambda_context``): ``context`` is pytest-playwright's browser context, which the
+    browser tests get back (tests/integration/browser/conftest.py). Asked for anywhere else, it fails saying so,
+    rather than launching a browser the rest of the suite then shares."""
+    pytest.fail("`context` is pytest-playwright's browser context: Lambda's context object is `lambda_context`")
+
+
+@pytest.fixture
 def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """``read()`` -> the JSON log lines written so far in this test (the Powertools handler's
     stream swapped for a buffer: it holds the sys.stdout of import time, beyond capsys' reach)."""

@@ -114,7 +114,7 @@ PHONE_PHOTOS = {  # id: (encoder, the largest difference from the photo's pixels
 
 @pytest.mark.parametrize(("fmt", "tolerance"), PHONE_PHOTOS.values(), ids=PHONE_PHOTOS)
 def test_a_phone_photo_gets_an_upright_overlay_in_its_own_colours(
-    s3: Any, handler: Any, context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray],
+    s3: Any, handler: Any, lambda_context: LambdaContext, bundled_mask: Callable[[Image.Image], np.ndarray],
     fmt: str, tolerance: int,
 ) -> None:
     # GIVEN the sample photo in Display P3, stored portrait with irot saying "turn me", under a .jpg key
@@ -122,7 +122,7 @@ def test_a_phone_photo_gets_an_upright_overlay_in_its_own_colours(
     data = oriented(fmt, upright.transpose(Image.Transpose.ROTATE_90), container=6, icc_profile=DISPLAY_P3_ICC)
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=data)
     # WHEN S3's event reaches the handler
-    [record] = handler(load_event("s3_put_upload.json"), context)["records"]
+    [record] = handler(load_event("s3_put_upload.json"), lambda_context)["records"]
     # THEN the overlay and mask are upright, the overlay in the photo's colours, with its profile
     assert record["status"] == "processed"
     stem = "overlays/my photo+1.jpg"

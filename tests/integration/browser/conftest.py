@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import BrowserContext, Page
 
 from tests.servers import make_serve
 from tests.support import REPO
@@ -47,6 +47,13 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
     """A laptop-sized window; reduced motion, so a screenshot never catches the busy spinner mid-turn."""
     return {**browser_context_args, "viewport": {"width": 1200, "height": 900}, "reduced_motion": "reduce"}
+
+
+@pytest.fixture
+def context(new_context: Callable[..., BrowserContext]) -> BrowserContext:
+    """pytest-playwright's browser context, as its own ``context`` fixture makes it (tests/conftest.py refuses the
+    name elsewhere, where it would be mistaken for Lambda's context)."""
+    return new_context()
 
 
 @pytest.fixture(scope="session")
