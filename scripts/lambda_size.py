@@ -32,7 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO / "function" / "requirements.txt"
 GOAL_MB = 170  # issue 4's goal (PyTorch alone is ~750 MB installed); missed today, see docs/deploy.md
-BUDGET_MB = 210  # what the test suite enforces: 208.1 MB with pi-heif (issue 14), not a torch or a second runtime
+BUDGET_MB = 213  # what the test suite enforces: 210.4 MB with pi-heif (issue 14) and Swagger UI's files (issue 13),
+# not a torch or a second runtime
 MB = 1_000_000
 
 # The Lambda python3.12 runtime: Amazon Linux 2023, glibc 2.34

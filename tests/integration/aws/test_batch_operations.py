@@ -61,7 +61,7 @@ def handler(tiny_model_path: Path) -> LambdaHandler:
 
 @pytest.mark.parametrize("schema", ["1.0", "2.0"])
 def test_each_task_gets_its_result_and_none_fails_the_others(
-    s3: Any, handler: LambdaHandler, context: LambdaContext, schema: str
+    s3: Any, handler: LambdaHandler, lambda_context: LambdaContext, schema: str
 ) -> None:
     # GIVEN stored images under any prefix, with spaces and "+" in their keys, a corrupt one and our own output
     s3.put_object(Bucket=BUCKET, Key="photos/2019/my cat+dog 1.jpg", Body=SAMPLE_JPEG.read_bytes())
@@ -71,7 +71,7 @@ def test_each_task_gets_its_result_and_none_fails_the_others(
     # WHEN one invocation names them (keys URL-encoded, as in a CSV manifest), and a deleted one and a folder
     event = batch_event(schema, "photos/2019/my%20cat%2Bdog%201.jpg", "scans/page+7.png", "photos/notes.txt",
                         "photos/gone.jpg", "overlays/old/x.jpg.png", "photos/")
-    answer = handler(event, context)
+    answer = handler(event, lambda_context)
     # THEN every task is answered, in order, in the event's schema
     assert (answer["invocationSchemaVersion"], answer["invocationId"]) == (schema, event["invocationId"])
     assert answer["treatMissingKeysAs"] == "PermanentFailure"
@@ -115,43 +115,45 @@ def inject(code: str, status: int) -> None:
     ],
 )
 def test_s3_errors_are_retried_or_not_by_what_they_are(
-    s3: Any, handler: LambdaHandler, context: LambdaContext, code: str, status: int, result: str, reason: str
+    s3: Any, handler: LambdaHandler, lambda_context: LambdaContext, code: str, status: int, result: str, reason: str
 ) -> None:
     s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=SAMPLE_JPEG.read_bytes())
     inject(code, status)
-    [(_, found, detail)] = results(handler(batch_event("2.0", "photos/a.jpg"), context))
+    [(_, found, detail)] = results(handler(batch_event("2.0", "photos/a.jpg"), lambda_context))
     assert (found, reason in detail) == (result, True), detail
     assert keys_in(s3, "overlays/") == []  # nothing written: a retry starts clean
 
 
-def test_s3_out_of_reach_is_a_temporary_failure(s3: Any, tiny_model_path: Path, context: LambdaContext) -> None:
+def test_s3_out_of_reach_is_a_temporary_failure(s3: Any, tiny_model_path: Path, lambda_context: LambdaContext) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused at once
     client = boto3.client("s3", endpoint_url=closed, config=Config(retries={"max_attempts": 1}))
     handler = upload_handler(tiny_model_path, s3=lambda: client)
-    [(_, code, detail)] = results(handler(batch_event("1.0", "photos/a.jpg"), context))
+    [(_, code, detail)] = results(handler(batch_event("1.0", "photos/a.jpg"), lambda_context))
     assert (code, detail.startswith("S3 could not be reached (Could not connect to the endpoint URL")) == (
         "TemporaryFailure", True), detail
 
 
-def test_no_model_is_a_temporary_failure(s3: Any, tmp_path: Path, context: LambdaContext) -> None:
+def test_no_model_is_a_temporary_failure(s3: Any, tmp_path: Path, lambda_context: LambdaContext) -> None:
     s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=SAMPLE_JPEG.read_bytes())
     handler = upload_handler(tmp_path / "absent.onnx")
-    [(_, code, detail)] = results(handler(batch_event("2.0", "photos/a.jpg"), context))
+    [(_, code, detail)] = results(handler(batch_event("2.0", "photos/a.jpg"), lambda_context))
     assert (code, "no model file at" in detail) == ("TemporaryFailure", True), detail
 
 
-def test_our_own_outputs_are_refused_without_a_model(s3: Any, tmp_path: Path, context: LambdaContext) -> None:
+def test_our_own_outputs_are_refused_without_a_model(s3: Any, tmp_path: Path, lambda_context: LambdaContext) -> None:
     """A key under overlays/ is a PermanentFailure at once: no model, no S3 request."""
     handler = upload_handler(tmp_path / "absent.onnx")
-    [(_, code, _)] = results(handler(batch_event("2.0", "overlays/a.jpg.png"), context))
+    [(_, code, _)] = results(handler(batch_event("2.0", "overlays/a.jpg.png"), lambda_context))
     assert code == "PermanentFailure"
 
 
-def test_the_version_the_manifest_names_is_processed(s3: Any, handler: LambdaHandler, context: LambdaContext) -> None:
+def test_the_version_the_manifest_names_is_processed(
+    s3: Any, handler: LambdaHandler, lambda_context: LambdaContext
+) -> None:
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     first = s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=SAMPLE_JPEG.read_bytes())["VersionId"]
     s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=b"a later version that is no image")
-    answer = handler(batch_event("1.0", "photos/a.jpg", "photos/a.jpg", versions=(first, None)), context)
+    answer = handler(batch_event("1.0", "photos/a.jpg", "photos/a.jpg", versions=(first, None)), lambda_context)
     assert [code for _, code, _ in results(answer)] == ["Succeeded", "PermanentFailure"]  # latest: corrupt
 
 
@@ -165,19 +167,21 @@ def test_the_version_the_manifest_names_is_processed(s3: Any, handler: LambdaHan
     ],
 )
 def test_the_jobs_options_apply_over_the_objects(
-    s3: Any, handler: LambdaHandler, context: LambdaContext, metadata: str | None, job: dict[str, str], result: str
+    s3: Any, handler: LambdaHandler, lambda_context: LambdaContext, metadata: str | None, job: dict[str, str],
+    result: str,
 ) -> None:
     extra = {"Metadata": {"options": metadata}} if metadata else {}
     s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=SAMPLE_JPEG.read_bytes(), **extra)
-    assert results(handler(batch_event("2.0", "photos/a.jpg", options=job), context)) == [("t0", "Succeeded", result)]
+    answer = handler(batch_event("2.0", "photos/a.jpg", options=job), lambda_context)
+    assert results(answer) == [("t0", "Succeeded", result)]
 
 
 @pytest.mark.parametrize("job", [{"alpha": "7"}, {"k1": "v1"}, {"output": "cutout", "format": "jpeg"}])
 def test_invalid_job_options_fail_every_task(
-    s3: Any, handler: LambdaHandler, context: LambdaContext, job: dict[str, str]
+    s3: Any, handler: LambdaHandler, lambda_context: LambdaContext, job: dict[str, str]
 ) -> None:
     s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=SAMPLE_JPEG.read_bytes())
-    answer = handler(batch_event("2.0", "photos/a.jpg", "photos/b.jpg", options=job), context)
+    answer = handler(batch_event("2.0", "photos/a.jpg", "photos/b.jpg", options=job), lambda_context)
     assert [code for _, code, _ in results(answer)] == ["PermanentFailure", "PermanentFailure"]
     assert all(detail.startswith("the job's userArguments are not valid options") for _, _, detail in results(answer))
     assert keys_in(s3, "overlays/") == []
