@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from playwright.sync_api import Page
+from playwright.sync_api import BrowserContext, Page
 
 from tests.integration.browser.ui import blob_bytes, open_page, predicted, same_pixels, shown_result, wait_for_run
 from tests.servers import make_serve
@@ -214,17 +214,46 @@ def test_a_server_with_api_keys_gets_the_key_typed_into_the_page(
 ) -> None:
     open_page(page, keyed_server)
     assert page.inner_text("#key-hint").startswith("This server asks for an API key (API_KEYS).")
-    # WHEN an image goes without a key THEN the 401 is said in words, with what to do
+    # WHEN an image goes without a key THEN the 401 is said in words, with what to do, and the key field has focus
     page.set_input_files("#file", SAMPLE_JPEG)
     wait_for_run(page, 1, "error")
     refused = requests.post(f"{keyed_server}/predict", files={"file": ("a.jpg", b"x")}, timeout=30)
     shot("14-api-key-needed")
+    assert refused.status_code == 401
     assert page.inner_text("#error") == (f"POST /predict answered 401: {refused.json()['detail']} Enter a key or "
                                          "token in the API key field.")
-    # WHEN the key is typed THEN the same image is sent again, with it
+    assert page.evaluate("document.activeElement.id") == "key"
+    # WHEN the key is typed there THEN the same image is sent again, with it
     with page.expect_request(lambda request: request.url.startswith(f"{keyed_server}/predict")) as sent:
-        page.fill("#key", API_KEY)
-        page.press("#key", "Enter")
+        page.keyboard.type(API_KEY)
+        page.keyboard.press("Enter")
     wait_for_run(page, 2)
     assert sent.value.headers["authorization"] == f"Bearer {API_KEY}"
     assert same_pixels(shown_result(page), predicted(server))
+
+
+def test_the_key_lasts_as_long_as_the_tab_and_no_longer(
+    page: Page, keyed_server: str, server: str, new_context: Callable[..., BrowserContext]
+) -> None:
+    open_page(page, keyed_server)
+    page.fill("#key", API_KEY)
+    page.dispatch_event("#key", "change")
+    # WHEN the tab reloads THEN the key is still there, and sent
+    open_page(page, keyed_server)
+    assert page.input_value("#key") == API_KEY
+    with page.expect_request(lambda request: request.url.startswith(f"{keyed_server}/predict")) as sent:
+        page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    assert sent.value.headers["authorization"] == f"Bearer {API_KEY}"
+    assert same_pixels(shown_result(page), predicted(server))
+    # AND it is kept in this tab's session only: not in localStorage, not in a cookie, not in the URL
+    assert page.evaluate("[localStorage.length, document.cookie, location.search]") == [0, "", ""]
+    # AND another tab's session (a new browser context) starts without it
+    other = new_context().new_page()
+    open_page(other, keyed_server)
+    assert other.input_value("#key") == ""
+    # AND emptying the field forgets it
+    page.fill("#key", "")
+    page.dispatch_event("#key", "change")
+    open_page(page, keyed_server)
+    assert page.input_value("#key") == ""
