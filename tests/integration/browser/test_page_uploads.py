@@ -12,6 +12,7 @@ requests under those rules is tested on the rules themselves (tests/deploy/test_
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote_plus
@@ -28,6 +29,7 @@ from tests.support import BUCKET, SAMPLE_JPEG, load_event, template_cors_rules
 pytestmark = pytest.mark.slow
 DIRECT_LIMIT = 10_000  # MAX_UPLOAD_BYTES of these tests' servers: the 21,210-byte sample is over it
 UPLOAD_LAPS = ["sign (POST /uploads)", "upload to storage", "processing (polling GET /results)", "download"]
+API_KEY = "upload-test-key"
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,15 @@ def upload_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
     """`make serve` with a small direct limit and the upload flow on, into moto's bucket."""
     env = {**local_aws_env(moto_endpoint), "UPLOAD_BUCKET": BUCKET, "MAX_UPLOAD_BYTES": str(DIRECT_LIMIT)}
     with make_serve(env, tmp_path_factory.mktemp("upload-server") / "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def keyed_upload_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same with API keys: POST /uploads and GET /results need one, and a result answers only its uploader."""
+    env = {**local_aws_env(moto_endpoint), "UPLOAD_BUCKET": BUCKET, "MAX_UPLOAD_BYTES": str(DIRECT_LIMIT),
+           "API_KEYS": API_KEY}
+    with make_serve(env, tmp_path_factory.mktemp("keyed-upload-server") / "server.log") as url:
         yield url
 
 
@@ -96,6 +107,33 @@ def test_a_file_over_the_direct_limit_goes_through_the_upload_flow(
     assert page.locator("#timings tbody th").all_inner_texts() == UPLOAD_LAPS
     assert page.get_attribute("#download", "download") == "blobs.overlay.png"
     assert not [request for request in made if request.startswith(f"POST {upload_server}/predict")]
+
+
+def test_with_api_keys_the_key_goes_to_the_api_and_never_to_storage(
+    page: Page, keyed_upload_server: str, server: str, moto_endpoint: str, s3: Any, deliver: Callable
+) -> None:
+    s3.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": template_cors_rules()})
+    open_page(page, keyed_upload_server)
+    page.fill("#key", API_KEY)
+    page.dispatch_event("#key", "change")
+    sent: list[tuple[str, str, str | None]] = []  # (method, url, Authorization) of every request from now on
+    page.on("request", lambda request: sent.append((request.method, request.url, request.headers.get("authorization"))))
+    # WHEN a file over the direct limit goes through the upload flow of a server that asks for a key
+    with page.expect_response(to_storage(moto_endpoint)) as stored:
+        page.set_input_files("#file", SAMPLE_JPEG)
+    assert stored.value.status == 204
+    page.wait_for_selector("#status:text('waiting for its result')")
+    deliver()
+    wait_for_run(page, 1)
+    # THEN the result is the one /predict gives (GET /results answers only the key that uploaded it)
+    assert same_pixels(shown_result(page), predicted(server))
+    # AND the API's calls carried the key, storage's did not (a presigned POST or GET carries its own signature)
+    to_api = {(method, re.sub(r"/results/\w+$", "/results/{id}", url.removeprefix(keyed_upload_server)), key)
+              for method, url, key in sent if url.startswith(keyed_upload_server)}
+    assert to_api == {("POST", "/uploads", f"Bearer {API_KEY}"), ("GET", "/results/{id}", f"Bearer {API_KEY}")}
+    to_storage_calls = [(method, key) for method, url, key in sent if url.startswith(moto_endpoint)]
+    assert {method for method, _ in to_storage_calls} >= {"POST", "GET"}  # the file in, the result out
+    assert {key for _, key in to_storage_calls} == {None}
 
 
 def test_a_file_the_upload_function_rejects_shows_its_reason(
