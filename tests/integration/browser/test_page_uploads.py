@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote_plus
 
+import numpy as np
 import pytest
 from playwright.sync_api import Page, Response
 
@@ -28,6 +29,21 @@ from tests.support import BUCKET, SAMPLE_JPEG, load_event, template_cors_rules
 
 pytestmark = pytest.mark.slow
 DIRECT_LIMIT = 10_000  # MAX_UPLOAD_BYTES of these tests' servers: the 21,210-byte sample is over it
+# The page's own pollResult with the clock and the network stood in for: every GET /results answers 202 (pending),
+# each wait of its back-off passes at once, so its five minutes take a few milliseconds.
+POLL_WHILE_PENDING = """async () => {
+  let now = 0;
+  const polled = [], waits = [];
+  Date.now = () => now;
+  window.fetch = async (url) => { polled.push([now, url]); return new Response("{}", {status: 202}); };
+  window.sleep = async (ms) => { waits.push(ms); now += ms; };
+  try {
+    await pollResult("abc", new AbortController().signal);
+    return {polled, waits, error: null};
+  } catch (error) {
+    return {polled, waits, error: error.message};
+  }
+}"""
 UPLOAD_LAPS = ["sign (POST /uploads)", "upload to storage", "processing (polling GET /results)", "download"]
 API_KEY = "upload-test-key"
 
@@ -134,6 +150,20 @@ def test_with_api_keys_the_key_goes_to_the_api_and_never_to_storage(
     to_storage_calls = [(method, key) for method, url, key in sent if url.startswith(moto_endpoint)]
     assert {method for method, _ in to_storage_calls} >= {"POST", "GET"}  # the file in, the result out
     assert {key for _, key in to_storage_calls} == {None}
+
+
+def test_polling_backs_off_to_every_4_s_and_gives_up_after_5_minutes(page: Page, server: str) -> None:
+    open_page(page, server)
+    run = page.evaluate(POLL_WHILE_PENDING)
+    waits, polled = run["waits"], run["polled"]
+    # 0.5 s first, x1.5 each time up to 4 s, then every 4 s: never faster, never slower
+    assert waits[:7] == [500, 750, 1125, 1687.5, 2531.25, 3796.875, 4000] and set(waits[6:]) == {4000}
+    # each poll followed by one wait, until five minutes have gone; then the page says so, in words
+    assert [url for _, url in polled] == ["results/abc"] * len(waits)
+    assert sum(waits[:-1]) < 5 * 60 * 1000 <= sum(waits)
+    assert [at for at, _ in polled][1:] == list(np.cumsum(waits[:-1]))
+    assert run["error"] == "No result after 5 minutes; it may still come: GET results/abc."
+    assert len(polled) == 79  # 10.4 s of growing waits, then 4 s apart: about 80 calls, not 600 at 0.5 s
 
 
 def test_a_file_the_upload_function_rejects_shows_its_reason(
