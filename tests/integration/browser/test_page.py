@@ -81,6 +81,47 @@ def test_a_text_file_shows_the_servers_400_in_words(page: Page, server: str, sho
     assert page.is_hidden("#result-figure") and page.is_hidden("#download")
 
 
+def test_an_option_the_api_refuses_shows_its_422_in_words(page: Page, server: str) -> None:
+    # GIVEN JPEG, and a quality the field's min would flag but the browser still lets through
+    refused = requests.post(f"{server}/predict", params={"format": "jpeg", "quality": 0}, timeout=30,
+                            files={"file": (SAMPLE_JPEG.name, SAMPLE_JPEG.read_bytes(), "image/jpeg")})
+    assert refused.status_code == 422
+    [problem] = refused.json()["detail"]
+    open_page(page, server)
+    page.select_option("#format", "jpeg")
+    page.fill("#quality", "0")
+    page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1, "error")
+    # THEN FastAPI's list of problems reads as words: the option's name, then what is wrong with it
+    assert page.inner_text("#error") == f"POST /predict answered 422: quality: {problem['msg']}"
+
+
+@pytest.fixture(scope="module")
+def tuned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`make serve` with its own overlay defaults (OVERLAY_COLOR, OVERLAY_ALPHA): the page must start from them."""
+    env = {"OVERLAY_COLOR": "00c8ff", "OVERLAY_ALPHA": "0.25"}
+    with make_serve(env, tmp_path_factory.mktemp("tuned") / "server.log") as url:
+        yield url
+
+
+def test_the_options_start_from_the_servers_defaults(page: Page, tuned_server: str, shot: Callable) -> None:
+    open_page(page, tuned_server)
+    shown = {control: page.input_value(f"#{control}")
+             for control in ("output", "format", "quality", "color", "alpha", "threshold")}
+    assert shown == {"output": "overlay", "format": "png", "quality": "", "color": "#00c8ff", "alpha": "0.25",
+                     "threshold": "0.5"}  # the threshold is the model's own, from /health too
+    assert (page.inner_text("#alpha-value"), page.inner_text("#threshold-value")) == ("0.25", "0.50")
+    # WHEN an image is chosen with nothing changed THEN no option is sent, and the server's defaults apply
+    with page.expect_request(lambda request: request.url.startswith(f"{tuned_server}/predict")) as sent:
+        page.set_input_files("#file", SAMPLE_JPEG)
+    wait_for_run(page, 1)
+    shot("13-server-defaults")
+    assert sent.value.url == f"{tuned_server}/predict?"
+    mask = np.asarray(predicted(tuned_server, output="mask")) == 255
+    assert np.array_equal(np.asarray(shown_result(page)),
+                          expected_overlay(np.asarray(rgb_of(SAMPLE_JPEG)), mask, (0, 200, 255), 0.25))
+
+
 @pytest.mark.parametrize(
     ("control", "value", "options"),
     [
