@@ -265,7 +265,7 @@ def test_a_server_with_api_keys_gets_the_key_typed_into_the_page(
     refused = requests.post(f"{keyed_server}/predict", files={"file": ("a.jpg", b"x")}, timeout=30)
     shot("14-api-key-needed")
     assert refused.status_code == 401
-    assert page.inner_text("#error") == (f"POST /predict answered 401: {refused.json()['detail']} Enter a key or "
+    assert page.inner_text("#error") == (f"POST /predict answered 401: {refused.json()['detail']}. Enter a key or "
                                          "token in the API key field.")
     assert page.evaluate("document.activeElement.id") == "key"
     # WHEN the key is typed there THEN the same image is sent again, with it
