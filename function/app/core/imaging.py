@@ -10,7 +10,9 @@
 3. the pixel count the header declares (``ImageTooLarge``, 413): for HEIF and AVIF the
    container's ``ispe``, read before any tile is decoded;
 
-then decodes the first frame (HEIF: the primary image), applies the orientation (EXIF;
+``read_header`` runs these three checks alone and returns what they read (format, size; what
+``app.core.budget`` estimates a request's memory from). ``decode_image`` then decodes the
+first frame (HEIF: the primary image), applies the orientation (EXIF;
 HEIF and AVIF: their ``irot``/``imir``, once, ``app.core.heif``) and converts to RGB:
 
 - transparency (alpha channels, palette or single-colour ``tRNS`` transparency) is
@@ -175,12 +177,31 @@ class Upload:
         return self.head if self.size <= len(self.head) else self.head + self.tail
 
 
+@dataclass(frozen=True)
+class Header:
+    """What a file declares before any pixel is decoded: its format (Pillow's plugin), size and, for TIFF,
+    its compression (Pillow's name: ``raw``, ``tiff_lzw``, ...)."""
+
+    format: str
+    width: int
+    height: int
+    compression: str | None = None
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def read_header(source: bytes | BinaryIO, limits: DecodeLimits) -> Header:
+    """The checks 1-3 of ``decode_image`` and what they read, decoding no pixel; the stream is left to decode."""
+    image = _open_checked(Upload.of(source), limits)
+    compression = image.info.get("compression") if image.format == "TIFF" else None
+    return Header(str(image.format), *image.size, compression=compression)
+
+
 def decode_image(source: bytes | BinaryIO, limits: DecodeLimits) -> Image.Image:
     """Untrusted bytes or file -> upright RGB image, or an ``ImageRejected`` subclass (see the module docstring)."""
-    upload = Upload.of(source)
-    _check_byte_size(upload.size, limits)
-    image = _open_allowed(upload)
-    _check_pixel_count(image, limits)
+    image = _open_checked(Upload.of(source), limits)
     with _rejecting_decode_errors():
         image.load()
         orientation = exif_orientation(image)
@@ -188,6 +209,14 @@ def decode_image(source: bytes | BinaryIO, limits: DecodeLimits) -> Image.Image:
         decoded = upright(to_rgb(image), orientation)
     decoded.info = {"icc_profile": profile} if profile else {}
     return decoded
+
+
+def _open_checked(upload: Upload, limits: DecodeLimits) -> ImageFile.ImageFile:
+    """The image opened (its header read, no pixel decoded) once its bytes, format and pixel count pass."""
+    _check_byte_size(upload.size, limits)
+    image = _open_allowed(upload)
+    _check_pixel_count(image, limits)
+    return image
 
 
 def _check_byte_size(size: int, limits: DecodeLimits) -> None:

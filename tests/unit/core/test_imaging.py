@@ -16,10 +16,12 @@ from app.core.imaging import (
     ALLOWED_FORMATS,
     CorruptImage,
     DecodeLimits,
+    Header,
     ImageRejected,
     ImageTooLarge,
     UnsupportedFormat,
     decode_image,
+    read_header,
     sniff_format,
 )
 from tests.samples import (
@@ -664,3 +666,44 @@ def test_a_file_is_refused_as_its_bytes_are(data: bytes, limits: DecodeLimits, e
         decode_image(io.BytesIO(data), limits)
     assert from_file.value.detail == from_bytes.value.detail
     assert from_file.value.detail.startswith(detail)
+
+
+# --- the header alone (what the memory budget reads) ---------------------------------------------
+
+HEADER_CASES = {
+    "jpeg": (lambda: encode(Image.new("RGB", (30, 20)), "JPEG"), Header("JPEG", 30, 20)),
+    "png": (lambda: encode(Image.new("RGB", (30, 20)), "PNG"), Header("PNG", 30, 20)),
+    "tiff-raw": (lambda: encode(Image.new("RGB", (30, 20)), "TIFF"), Header("TIFF", 30, 20, "raw")),
+    "tiff-lzw": (lambda: encode(Image.new("RGB", (30, 20)), "TIFF", compression="tiff_lzw"),
+                 Header("TIFF", 30, 20, "tiff_lzw")),
+    "declared-not-decoded": (lambda: png_declaring(7000, 5000), Header("PNG", 7000, 5000)),  # its pixels are absent
+    "heic": (lambda: heic(Image.new("RGB", (32, 24))), Header("HEIF", 32, 24)),
+    "avif": (lambda: avif(Image.new("RGB", (32, 24))), Header("AVIF", 32, 24)),
+}
+
+
+@pytest.mark.parametrize(("make", "expected"), HEADER_CASES.values(), ids=HEADER_CASES.keys())
+def test_read_header_declares_format_size_and_tiff_compression(make: Callable[[], bytes], expected: Header) -> None:
+    assert read_header(make(), ROOMY) == expected
+
+
+def test_read_header_leaves_the_file_for_the_decoder() -> None:
+    spooled = io.BytesIO(encode(Image.new("RGB", (30, 20), (1, 2, 3)), "PNG"))
+    assert read_header(spooled, ROOMY).pixels == 600
+    assert pixels(decode_image(spooled, ROOMY))[:1] == [(1, 2, 3)]
+
+
+@pytest.mark.parametrize(("data", "limits", "expected", "detail"), [
+    (png_declaring(20_000, 20_000), ROOMY, ImageTooLarge, "the image is 20000x20000"),
+    (b"\x89PNG" + b"\x00" * 100, DecodeLimits(max_bytes=50, max_pixels=100), ImageTooLarge, "the file is 104 bytes"),
+    (psd(), ROOMY, UnsupportedFormat, "PSD images"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, ROOMY, CorruptImage, "the file looks like PNG"),
+], ids=["declared-pixels", "byte-size", "psd", "corrupt-header"])
+def test_read_header_refuses_as_decode_image_does(data: bytes, limits: DecodeLimits, expected: type[ImageRejected],
+                                                 detail: str) -> None:
+    with pytest.raises(expected) as header:
+        read_header(data, limits)
+    with pytest.raises(expected) as decode:
+        decode_image(data, limits)
+    assert header.value.detail == decode.value.detail
+    assert header.value.detail.startswith(detail)
