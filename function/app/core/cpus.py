@@ -33,10 +33,10 @@ def affinity_cpus() -> int:
 
 def cgroup_cpu_quota(root: Path) -> float | None:
     """CPUs' worth of time per period from cgroup v2 ``cpu.max`` or v1 ``cfs_quota_us``; None if unlimited."""
-    v2 = _read(root / "cpu.max")
+    v2 = read_text(root / "cpu.max")
     if v2 is not None:
         return parse_cpu_max(v2)
-    quota, period = _read(root / "cpu" / "cpu.cfs_quota_us"), _read(root / "cpu" / "cpu.cfs_period_us")
+    quota, period = read_text(root / "cpu" / "cpu.cfs_quota_us"), read_text(root / "cpu" / "cpu.cfs_period_us")
     if quota is not None and period is not None:
         return parse_cfs(quota, period)
     return None
@@ -61,7 +61,8 @@ def parse_cfs(quota: str, period: str) -> float | None:
     return quota_us / period_us
 
 
-def _read(path: Path) -> str | None:
+def read_text(path: Path) -> str | None:
+    """A cgroup (or /proc) file's text, stripped; None when it is absent or unreadable."""
     try:
         return path.read_text().strip()
     except OSError:

@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.memory_limit import default_budget_mb
 from app.core.options import DEFAULT_ALPHA, DEFAULT_COLOR, Alpha, ColorValue
 from app.core.providers import CudaOptions, parse_preference
 
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
     INFERENCE_THREADS: int | None = Field(default=None, gt=0)  # onnxruntime intra-op threads
     MAX_CONCURRENCY: int | None = Field(default=None, gt=0)  # requests decoded and segmented at once
     MAX_QUEUE: int = Field(default=8, ge=0)  # requests waiting beyond those; more get 429
+    # Memory the HTTP server's requests are admitted against, in MB (10^6 bytes), by their declared pixels
+    # (app.core.budget): over it they wait in the queue; one that never fits gets 413. Default: this process's
+    # cgroup memory limit, else the Lambda function's memory, else the machine's physical memory.
+    MEMORY_BUDGET_MB: int = Field(default_factory=default_budget_mb, gt=0)
 
     @field_validator("MODEL_URI")
     @classmethod

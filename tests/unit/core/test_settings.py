@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from app.core import memory_limit
 from app.core import settings as settings_module
 from app.core.settings import Settings, default_model_uri, get_settings
 from tests.support import REPO
@@ -39,6 +40,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 @pytest.mark.parametrize(("name", "expected"), DEFAULTS.items())
 def test_defaults(clean_env: pytest.MonkeyPatch, name: str, expected: object) -> None:
     assert getattr(Settings(), name) == expected
+
+
+def test_the_memory_budget_defaults_to_what_the_process_may_use(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.delenv("MEMORY_BUDGET_MB", raising=False)
+    # The limit itself (cgroup, Lambda, physical) has app.core.memory_limit's own tests.
+    clean_env.setattr(memory_limit, "memory_limit_bytes", lambda: 1_234_567_890)
+    assert Settings().MEMORY_BUDGET_MB == 1234
 
 
 def test_model_uri_defaults_to_the_bundled_model_of_this_checkout(clean_env: pytest.MonkeyPatch) -> None:
@@ -78,6 +86,7 @@ def test_model_uri_falls_back_to_the_image_copy_then_the_installed_one(
         ("INFERENCE_THREADS", "3", 3),
         ("MAX_CONCURRENCY", "2", 2),
         ("MAX_QUEUE", "0", 0),
+        ("MEMORY_BUDGET_MB", "600", 600),
     ],
 )
 def test_environment_overrides(clean_env: pytest.MonkeyPatch, name: str, value: str, expected: object) -> None:
@@ -96,6 +105,8 @@ def test_environment_overrides(clean_env: pytest.MonkeyPatch, name: str, value: 
         ("MAX_QUEUE", "-1"),
         ("INFERENCE_THREADS", "0"),
         ("MODEL_RETRY_SECONDS", "0"),
+        ("MEMORY_BUDGET_MB", "0"),
+        ("MEMORY_BUDGET_MB", "600MB"),
     ],
 )
 def test_invalid_values_fail_at_startup(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:
