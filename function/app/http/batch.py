@@ -8,8 +8,10 @@ must fit ``MAX_RESPONSE_BYTES`` where that is set (413 otherwise, saying what to
 Fairness. Each image is its own job on the work queue, submitted when the previous one
 is done: a batch holds one worker at a time, so single requests interleave with it
 instead of waiting behind sixteen images. An image that finds every worker busy and the
-wait queue full gets 429 in ``results.json`` (retry that file), as it would alone; the
-batch carries on with the next.
+wait queue full gets 429 in ``results.json`` (retry that file), as it would alone, and one
+that needs more memory than MEMORY_BUDGET_MB could ever give it 413; the batch carries on
+with the next. Each file waits for its own share of the memory budget, released when it is
+done, so a batch never waits on memory its own earlier files hold.
 
 Names. Each result is named after its file (``app.core.naming``: ``cat.jpg`` ->
 ``cat.jpg.png``), the name made safe as a zip entry; a name sent twice gets `` (2)``,
@@ -25,7 +27,6 @@ import json
 import logging
 import zipfile
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Request, UploadFile
@@ -42,7 +43,7 @@ from app.core.settings import Settings
 from app.core.timing import Stopwatch
 from app.http.auth import caller_id
 from app.http.dependencies import HolderDep, RenderOptionsDep, SettingsDep, WorkQueueDep
-from app.http.routes import BINARY, check_response_size, predict_job
+from app.http.routes import BINARY, check_response_size, render_queued
 from app.http.schemas import BatchItem, ErrorBody, ValidationErrorBody
 from app.http.work_queue import QueueFull, WorkQueue
 
@@ -94,8 +95,8 @@ class Batch:
         """One file through the work queue on its own; any failure becomes its status, never the batch's."""
         data = await upload.read()
         try:
-            rendered = await self.work_queue.run(partial(predict_job, self.holder, data, self.settings,
-                                                         self.options, Stopwatch()))
+            rendered = await render_queued(self.work_queue, self.holder, data, self.settings, self.options,
+                                           Stopwatch())
             check_response_size(rendered, self.settings)
         except ImageRejected as rejected:
             return failure(upload, rejected.status_code, rejected.detail)

@@ -1,6 +1,6 @@
 """The routes: ``GET /`` (the seed's answer) and ``GET /health``, always open; ``POST /predict``, protected.
 
-``create_app`` includes ``router`` behind ``app.http.auth.require_caller``. ``predict_job`` and
+``create_app`` includes ``router`` behind ``app.http.auth.require_caller``. ``render_queued`` and
 ``check_response_size`` are also what ``POST /predict/batch`` does per file, so a file's result is the same.
 """
 
@@ -14,7 +14,8 @@ from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.core.imaging import ACCEPTED, DecodeLimits, ImageTooLarge
+from app.core.budget import estimate
+from app.core.imaging import ACCEPTED, DecodeLimits, ImageTooLarge, read_header
 from app.core.model_holder import ModelHolder, ModelNotReady
 from app.core.options import RenderOptions
 from app.core.pipeline import Rendered, render
@@ -24,6 +25,7 @@ from app.http.auth import caller_id
 from app.http.dependencies import HolderDep, RenderDefaultsDep, RenderOptionsDep, SettingsDep, WorkQueueDep
 from app.http.errors import retry_after
 from app.http.schemas import ErrorBody, Health, Limits, ResultDocument, SizeLimit, ValidationErrorBody
+from app.http.work_queue import WorkQueue
 
 ROOT_MESSAGE = {"message": "UNet API is running!"}  # the seed service's answer, kept verbatim
 
@@ -44,13 +46,15 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
                          "Accept, else PNG), or with output=json the numbers and the mask as COCO RLE. "
                          "Content-Type says which; Vary: Accept."},
     400: _error("Corrupt, truncated or not an image.", "the file is not a recognised image: send a JPEG, ..."),
-    413: _error("Too many bytes or pixels (checked before decoding), or a result over MAX_RESPONSE_BYTES.",
+    413: _error("Too many bytes or pixels (checked before decoding), more memory than MEMORY_BUDGET_MB could ever "
+                "give the image, or a result over MAX_RESPONSE_BYTES.",
                 "the image is 10000x8000 = 80000000 pixels, over the 50000000-pixel limit: send a smaller image"),
     422: {"model": ValidationErrorBody, "description": "An option out of range, no file field, a cutout asked for "
           "as JPEG, or a result too wide for the format asked for."},
     415: _error("A format other than JPEG, PNG, WebP, GIF, BMP, TIFF.", "PSD images are not accepted: send a ..."),
-    429: _error("Every worker busy and the wait queue full; retry after Retry-After seconds.",
-                "the server is busy: all 2 workers are busy and 8 requests wait; retry shortly"),
+    429: _error("Every worker busy and the wait queue (requests waiting for a worker or for memory) full; retry "
+                "after Retry-After seconds.", "the server is busy: 10 requests are running or waiting already (2 "
+                "workers, 8 places in the queue); retry shortly"),
     503: _error("The model is not loaded (yet); retry after Retry-After seconds.",
                 "the model could not be loaded (ModelUnavailable: no model file at ...); retry in 5 s"),
 }
@@ -101,13 +105,21 @@ async def predict(
     """Segment an image: the overlay (or mask, or cutout) at its size as PNG, JPEG or WebP, or the numbers as JSON."""
     watch = Stopwatch()  # the multipart body is parsed (spooled to disk past 1 MB) before the route runs
     # The worker decodes from the spooled file itself: the upload is never held whole in memory as bytes.
-    job = partial(predict_job, holder, file.file, settings, options, watch)
-    rendered = await work_queue.run(job)
+    rendered = await render_queued(work_queue, holder, file.file, settings, options, watch)
     check_response_size(rendered, settings)
     _log_prediction(rendered, options, file.size or 0, caller_id(request))
     output = rendered.result
     return Response(memoryview(output.body), media_type=output.media_type,  # the bytes as they are: no copy
                     headers={"Server-Timing": server_timing(rendered.timings_ms), "Vary": "Accept"})
+
+
+async def render_queued(work_queue: WorkQueue, holder: ModelHolder, source: bytes | BinaryIO, settings: Settings,
+                        options: RenderOptions, watch: Stopwatch) -> Rendered:
+    """``predict_job`` on the work queue, admitted by the memory its header says it will need. The header is read
+    off the event loop first: a corrupt, unsupported or oversized file is refused before it takes a place."""
+    header = await run_in_threadpool(read_header, source, DecodeLimits.from_settings(settings))
+    job = partial(predict_job, holder, source, settings, options, watch)
+    return await work_queue.run(job, estimate(header))
 
 
 def predict_job(holder: ModelHolder, data: bytes | BinaryIO, settings: Settings, options: RenderOptions,

@@ -2,10 +2,16 @@
 
 A fixed pool of ``workers`` threads runs the CPU-bound part of each request
 (decode, inference, drawing, encoding); at most ``max_waiting`` more requests
-wait for a thread. Past that, ``run`` raises ``QueueFull`` at once. A slot is freed
-when its work finishes, not when the client goes away, so abandoned requests
-still count until their thread is done with them. Works under any asyncio loop
-(uvicorn's, Mangum's, a test client's): the pool itself is loop-independent.
+wait, for a thread or for memory. Past that, ``run`` raises ``QueueFull`` at once.
+
+With a memory budget (``app.core.budget``, MEMORY_BUDGET_MB), work given with its
+estimate also waits until its share of the budget is free, in arrival order; an
+estimate over the whole budget raises ``OverBudget`` (413) before it takes a place.
+
+A place and a share are freed when the work finishes, not when the client goes away,
+so abandoned requests still count until their thread is done with them; a request
+cancelled while it waits gives both back at once. Works under any asyncio loop
+(uvicorn's, Mangum's, a test client's): the pool and the budget are loop-independent.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
+from app.core.budget import Estimate, MemoryBudget
 from app.core.cpus import usable_cpus
 from app.core.settings import Settings
 
@@ -23,51 +30,82 @@ T = TypeVar("T")
 
 
 class QueueFull(Exception):
-    """Every worker is busy and the wait queue is full."""
+    """Every worker and every place in the wait queue is taken."""
 
 
 class WorkQueue:
-    """``workers`` threads plus ``max_waiting`` queue places; see the module docstring."""
+    """``workers`` threads plus ``max_waiting`` queue places, and a memory budget if given; see the module docstring."""
 
-    def __init__(self, workers: int, max_waiting: int) -> None:
+    def __init__(self, workers: int, max_waiting: int, memory: MemoryBudget | None = None) -> None:
         if workers < 1 or max_waiting < 0:
             raise ValueError(f"need workers >= 1 and max_waiting >= 0, got {workers} and {max_waiting}")
-        self.workers, self.capacity = workers, workers + max_waiting
+        self.workers, self.capacity, self.memory = workers, workers + max_waiting, memory
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
         self._lock = threading.Lock()
         self._admitted = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkQueue:
-        """MAX_CONCURRENCY workers (default: the CPUs this process may use) and MAX_QUEUE waiting places."""
-        return cls(workers=settings.MAX_CONCURRENCY or usable_cpus(), max_waiting=settings.MAX_QUEUE)
+        """MAX_CONCURRENCY workers (default: the CPUs this process may use), MAX_QUEUE waiting places and
+        MEMORY_BUDGET_MB less what the process holds now (build it once the model is loaded)."""
+        workers = settings.MAX_CONCURRENCY or usable_cpus()
+        return cls(workers, settings.MAX_QUEUE, MemoryBudget.for_process(settings.MEMORY_BUDGET_MB, workers))
 
     @property
     def admitted(self) -> int:
         """Requests running or waiting now."""
         return self._admitted
 
-    async def run(self, work: Callable[[], T]) -> T:
-        """``work()`` on a worker thread; ``QueueFull`` if no place is free."""
+    async def run(self, work: Callable[[], T], cost: Estimate | None = None) -> T:
+        """``work()`` on a worker thread once ``cost`` fits the budget; ``OverBudget`` if it never can,
+        ``QueueFull`` if no place is free."""
+        size = self._share_size(cost)
         self._admit()
         try:
-            future = self._executor.submit(work)
+            await self._reserve(size)
         except BaseException:
             self._release()
             raise
-        future.add_done_callback(self._release)
+        try:
+            future = self._executor.submit(work)
+        except BaseException:
+            self._release(size)
+            raise
+        future.add_done_callback(lambda _: self._release(size))
         return await asyncio.wrap_future(future)
 
     def close(self) -> None:
         """Stops the threads once their current work is done; work still waiting is cancelled."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _share_size(self, cost: Estimate | None) -> int:
+        """The bytes ``cost`` reserves (none without a budget or an estimate); ``OverBudget`` if it never fits."""
+        if self.memory is None or cost is None:
+            return 0
+        self.memory.check(cost)
+        return cost.bytes
+
+    async def _reserve(self, size: int) -> None:
+        """Waits for ``size`` bytes of the budget; cancelled, it gives back whatever it was granted."""
+        if self.memory is None or not size:
+            return
+        grant = self.memory.reserve(size)
+        try:
+            await asyncio.wrap_future(grant)
+        except BaseException:
+            self.memory.withdraw(size, grant)
+            raise
+
     def _admit(self) -> None:
         with self._lock:
             if self._admitted >= self.capacity:
-                raise QueueFull(f"all {self.workers} workers are busy and {self.capacity - self.workers} requests wait")
+                raise QueueFull(f"{self.capacity} requests are running or waiting already ({self.workers} workers, "
+                                f"{self.capacity - self.workers} places in the queue)")
             self._admitted += 1
 
-    def _release(self, _: Future[Any] | None = None) -> None:
+    def _release(self, size: int = 0) -> None:
+        """Frees a place, and ``size`` bytes of the budget."""
+        if self.memory is not None and size:
+            self.memory.release(size)
         with self._lock:
             self._admitted -= 1

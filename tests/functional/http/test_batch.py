@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from app.core.budget import Estimate
 from app.core.settings import Settings
 from app.http.work_queue import WorkQueue
 from app.runtime import build_holder
@@ -134,9 +135,9 @@ class CountingQueue(WorkQueue):
         super().__init__(workers, max_waiting)
         self.most = 0
 
-    async def run(self, work: Callable[[], T]) -> T:
+    async def run(self, work: Callable[[], T], cost: Estimate | None = None) -> T:
         self.most = max(self.most, self.admitted + 1)
-        return await super().run(work)
+        return await super().run(work, cost)
 
 
 def test_a_batch_holds_one_worker_at_a_time(make_client: Callable) -> None:
@@ -172,8 +173,8 @@ def test_a_file_that_finds_the_queue_full_gets_429(make_client: Callable, busy_q
     assert response.status_code == 200
     items = json.loads(unzip(response.content)["results.json"])
     assert [(item["status"], item["result"]) for item in items] == [(429, None), (429, None)]
-    assert items[0]["detail"] == ("the server is busy: all 1 workers are busy and 0 requests wait; "
-                                  "retry this file shortly")
+    assert items[0]["detail"] == ("the server is busy: 1 requests are running or waiting already (1 workers, 0 "
+                                  "places in the queue); retry this file shortly")
 
 
 def test_openapi_describes_the_batch(make_client: Callable) -> None:

@@ -1,4 +1,5 @@
-"""app.http.work_queue: work on threads, a bounded wait, QueueFull beyond it, slots freed when work ends."""
+"""app.http.work_queue: work on threads, a bounded wait, QueueFull beyond it, slots and memory shares freed when
+work ends or a waiting request is cancelled."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from app.core.budget import Estimate, MemoryBudget, OverBudget
+from app.core.imaging import Header
 from app.http.work_queue import QueueFull, WorkQueue
 
 T = TypeVar("T")
@@ -63,7 +66,7 @@ def test_beyond_workers_plus_queue_requests_are_refused_at_once(workers: int, ma
         held = [asyncio.ensure_future(queue.run(lambda i=i: release.wait(10) and i)) for i in range(capacity)]
         await until(lambda: queue.admitted == capacity)
         # WHEN one more arrives THEN it is refused without waiting
-        with pytest.raises(QueueFull, match=f"all {workers} workers are busy"):
+        with pytest.raises(QueueFull, match=rf"{capacity} requests are running or waiting already \({workers} workers"):
             await queue.run(lambda: -1)
         admitted_when_full = queue.admitted
         release.set()
@@ -100,3 +103,114 @@ def test_a_slot_stays_taken_until_abandoned_work_really_ends() -> None:
 def test_refuses_a_pool_that_cannot_work(workers: int, max_waiting: int) -> None:
     with pytest.raises(ValueError, match="need workers >= 1"):
         WorkQueue(workers=workers, max_waiting=max_waiting)
+
+
+# --- with a memory budget ------------------------------------------------------------------------
+
+MB = 1_000_000
+
+
+def cost(megabytes: int) -> Estimate:
+    return Estimate(Header("PNG", 1, 1), "PNG", megabytes * MB)
+
+
+class Gate:
+    """Work that signals it started and then holds its worker until opened (bounded: 10 s)."""
+
+    def __init__(self) -> None:
+        self.started, self.opened = threading.Event(), threading.Event()
+
+    def __call__(self) -> str:
+        self.started.set()
+        self.opened.wait(10)
+        return "held"
+
+
+def test_one_estimate_over_the_whole_budget_is_refused_without_taking_a_place() -> None:
+    queue = WorkQueue(workers=1, max_waiting=0, memory=MemoryBudget(100 * MB, budget_mb=600))
+    with pytest.raises(OverBudget, match="needs about 101 MB to process, more than the 100 MB"):
+        run(queue.run(lambda: 1, cost(101)))
+    assert (queue.admitted, queue.memory.reserved) == (0, 0)
+    assert run(queue.run(lambda: 2, cost(100))) == 2  # exactly the budget fits
+
+
+def test_work_that_does_not_fit_waits_for_a_share_then_runs() -> None:
+    # GIVEN two workers and 100 MB, 60 MB of it held by running work
+    queue, gate, ran = WorkQueue(workers=2, max_waiting=1, memory=MemoryBudget(100 * MB)), Gate(), threading.Event()
+
+    async def scenario() -> list[str]:
+        first = asyncio.ensure_future(queue.run(gate, cost(60)))
+        await asyncio.to_thread(gate.started.wait, 5)
+        # WHEN 50 MB more is asked for THEN it waits, a worker free, until the 60 MB are released
+        second = asyncio.ensure_future(queue.run(lambda: (ran.set(), "second")[1], cost(50)))
+        await until(lambda: queue.memory.waiting == 1)
+        assert (queue.admitted, queue.memory.reserved, ran.is_set()) == (2, 60 * MB, False)
+        gate.opened.set()
+        return list(await asyncio.gather(first, second))
+
+    assert run(scenario()) == ["held", "second"]
+    assert (queue.admitted, queue.memory.reserved, queue.memory.waiting) == (0, 0, 0)
+
+
+def test_waiting_for_memory_takes_a_queue_place() -> None:
+    queue, gate = WorkQueue(workers=1, max_waiting=1, memory=MemoryBudget(100 * MB)), Gate()
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(queue.run(gate, cost(60)))
+        second = asyncio.ensure_future(queue.run(lambda: "second", cost(50)))
+        await until(lambda: queue.memory.waiting == 1)
+        with pytest.raises(QueueFull, match=r"2 requests are running or waiting already \(1 workers, 1 places"):
+            await queue.run(lambda: "third", cost(1))
+        gate.opened.set()
+        assert await asyncio.gather(first, second) == ["held", "second"]
+
+    run(scenario())
+    assert (queue.admitted, queue.memory.reserved) == (0, 0)
+
+
+def test_a_request_cancelled_while_waiting_gives_back_its_place_and_lets_the_next_in() -> None:
+    queue, gate = WorkQueue(workers=2, max_waiting=2, memory=MemoryBudget(100 * MB)), Gate()
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(queue.run(gate, cost(60)))
+        big = asyncio.ensure_future(queue.run(lambda: "big", cost(90)))
+        small = asyncio.ensure_future(queue.run(lambda: "small", cost(30)))  # fits, but waits behind big
+        await until(lambda: queue.memory.waiting == 2)
+        big.cancel()  # the client went away while it waited
+        # THEN the next in line gets its share at once, and big holds neither place nor memory
+        assert await small == "small"
+        assert (queue.admitted, queue.memory.reserved, queue.memory.waiting) == (1, 60 * MB, 0)
+        gate.opened.set()
+        assert await first == "held"
+        with pytest.raises(asyncio.CancelledError):
+            await big
+
+    run(scenario())
+    assert (queue.admitted, queue.memory.reserved) == (0, 0)
+
+
+def test_a_share_is_returned_when_the_work_fails() -> None:
+    queue = WorkQueue(workers=1, max_waiting=0, memory=MemoryBudget(100 * MB))
+
+    def fail() -> None:
+        raise ValueError("bad image")
+
+    with pytest.raises(ValueError, match="bad image"):
+        run(queue.run(fail, cost(70)))
+    assert (queue.admitted, queue.memory.reserved) == (0, 0)
+
+
+def test_an_abandoned_request_keeps_its_share_until_its_work_ends() -> None:
+    queue, gate = WorkQueue(workers=1, max_waiting=0, memory=MemoryBudget(100 * MB)), Gate()
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(queue.run(gate, cost(70)))
+        await asyncio.to_thread(gate.started.wait, 5)
+        running.cancel()  # the client went away; the decoder's memory is still in use
+        await asyncio.sleep(0)
+        assert queue.memory.reserved == 70 * MB
+        gate.opened.set()
+        await until(lambda: queue.memory.reserved == 0)
+
+    run(scenario())
+    assert queue.admitted == 0
