@@ -15,6 +15,7 @@ room there is can never be granted: ``check`` refuses it (``OverBudget``, 413) b
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from concurrent.futures import Future
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 
 from app.core.imaging import Header, ImageTooLarge
 from app.core.memory_limit import MB, resident_bytes
+
+logger = logging.getLogger(__name__)
 
 # Peak RSS above the warm server per decoded pixel, by Pillow's format name ("TIFF raw": uncompressed TIFF;
 # "TIFF": every compression, measured with LZW). `python -m bench.bytes_per_pixel`: one 7302x5476 (40 MP)
@@ -33,10 +36,11 @@ UNMEASURED_BYTES_PER_PIXEL = max(BYTES_PER_PIXEL.values())  # GIF, which the ben
 # Beyond the pixels, per request (encoder state, the model-sized tensors, Python objects): over a warm server,
 # a 12 MP JPEG peaked 81 MB for 69 MB of pixels at 5.74 B/px, a 1080p one 21 MB for 12 (docs/benchmarks.md).
 REQUEST_BYTES = 16 * MB
-# onnxruntime's arena grows by one inference's working set for each inference running at once and keeps it:
-# RSS over the loaded server after 1, then 2 concurrent runs, int8 model 77 then 133 MB, fp32 100 then 165 MB
-# (docs/benchmarks.md). So it is charged once per worker thread, up front, not per request.
-INFERENCE_BYTES = 80 * MB
+# onnxruntime's arena grows by one inference's working set for each inference running at once and keeps it,
+# so it is charged once per worker thread, up front, not per request. RSS over the loaded server after one
+# run, then two at once: bundled int8 model 77 then 133 MB (66.5 per worker), fp32 100 then 165 MB (82.5):
+# bench.budget's "basis" row in docs/benchmarks.md. Set for the bundled model, the default.
+INFERENCE_BYTES = 70 * MB
 
 
 
@@ -88,6 +92,8 @@ class MemoryBudget:
                 f"before its first one and its {workers} workers' inference needs {inference // MB} MB more; set "
                 f"MEMORY_BUDGET_MB to at least {needed} (more for large images), or lower MAX_CONCURRENCY"
             )
+        logger.info("memory budget", extra={"budget_mb": budget_mb, "resident_mb": resident // MB,
+                                            "inference_mb": inference // MB, "requests_mb": capacity // MB})
         return cls(capacity, budget_mb)
 
     @property

@@ -146,13 +146,13 @@ def test_429_when_the_queue_is_full_of_requests_waiting_for_memory(make_client: 
 
 
 def test_memory_budget_mb_sets_the_budget_of_the_app(make_client: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a server holding 100 MB at start: 300 - 100 - 80 (one worker's inference) = 120 MB for requests
+    # GIVEN a server holding 100 MB at start: 300 - 100 - 70 (one worker's inference) = 130 MB for requests
     monkeypatch.setattr(budget, "resident_bytes", lambda: 100 * MB)
     client = make_client(MEMORY_BUDGET_MB=300, MAX_CONCURRENCY=1)
     # WHEN a 20 MP PNG is sent (20e6 x 5.93 + 16 MB = 134.6 MB) THEN 413 naming the setting
     response = client.post("/predict", files=upload(encode(Image.new("RGB", (5000, 4000)))))
     assert response.status_code == 413
     assert response.json()["detail"].startswith("the image is 5000x4000 = 20000000 pixels of PNG, which needs about "
-                                                 "134 MB to process, more than the 120 MB this server's memory budget "
+                                                 "134 MB to process, more than the 130 MB this server's memory budget "
                                                  "(MEMORY_BUDGET_MB=300) leaves")
     assert client.post("/predict", files=upload(SMALL)).status_code == 200
