@@ -5,7 +5,8 @@
     python -m bench.budget --requests 3 --megapixels 12 --no-write     # a quicker look
 
 1. Basis: a fresh uvicorn (the served default model); its RSS when ready, after one small request, after two
-   at once: what ``app.core.budget.INFERENCE_BYTES`` charges per worker.
+   at once: what ``app.core.budget.INFERENCE_BYTES`` charges per worker; then what a 12 MP JPEG costs
+   beyond its pixels at ``BYTES_PER_PIXEL``: what ``REQUEST_BYTES`` charges per request.
 2. Bursts: for a photo-like image (``bench.photo``) of ``--megapixels`` saved as JPEG q90 and as TIFF LZW, a
    fresh uvicorn with ``MEMORY_BUDGET_MB=600`` and one with no budget of ours (the default: this machine's
    memory); ``--requests`` of the same file sent at once; every status and the process's peak RSS over its
@@ -26,9 +27,11 @@ from typing import Any
 
 import requests
 
+from app.core.budget import BYTES_PER_PIXEL
+from app.core.memory_limit import MB
 from bench import REPO
 from bench.bytes_per_pixel import encoders, photo
-from bench.memory import vmhwm_mb, vmrss_mb
+from bench.memory import reset_peak, vmhwm_mb, vmrss_mb
 from bench.photo import photo_jpeg
 from bench.report import update_docs
 from bench.server import Server
@@ -46,19 +49,27 @@ logger = logging.getLogger("bench.budget")
 
 
 def basis() -> dict[str, float]:
-    """RSS of a fresh server when ready, after one small request, after two at once (the arena per inference)."""
+    """RSS of a fresh server when ready, after one small request and after two at once (the arena per inference);
+    then a 12 MP JPEG's peak over that, less its pixels at BYTES_PER_PIXEL: what REQUEST_BYTES stands for."""
     small = photo_jpeg(256, 256)
     with Server(MODEL, OUT / "budget_basis.log") as server:
         server.wait_ready()
         pid = server.process.pid  # type: ignore[union-attr]
         rss = {"ready_mb": vmrss_mb(pid)}
-        post_at_once(server.url, small, 1)
-        time.sleep(SETTLE_S)
-        rss["after_one_mb"] = vmrss_mb(pid)
-        post_at_once(server.url, small, 2)
-        time.sleep(SETTLE_S)
-        rss["after_two_at_once_mb"] = vmrss_mb(pid)
+        for label, count in (("after_one_mb", 1), ("after_two_at_once_mb", 2)):
+            post_at_once(server.url, small, count)
+            time.sleep(SETTLE_S)
+            rss[label] = vmrss_mb(pid)
+        rss["request_overhead_mb"] = overhead_mb(server.url, pid, 4000, 3000)
     return rss
+
+
+def overhead_mb(url: str, pid: int, width: int, height: int) -> float:
+    """One JPEG's peak RSS over the server's before it, less its pixels at ``BYTES_PER_PIXEL["JPEG"]``."""
+    before = vmrss_mb(pid)
+    reset_peak(pid)
+    post_at_once(url, photo_jpeg(width, height, seed=1), 1)
+    return vmhwm_mb(pid) - before - width * height * BYTES_PER_PIXEL["JPEG"] / MB
 
 
 def post_at_once(url: str, data: bytes, count: int) -> list[int | str]:
@@ -144,9 +155,11 @@ def markdown(results: dict[str, Any]) -> str:
     met = "met" if goal["met"] else "**missed**"
     lines += ["", f"Goal, with the budget: every answer 200 or 429 and peak RSS <= {goal['limit_mb']} MB: {met} "
               f"(worst peak {goal['worst_peak_mb']:.0f} MB; all 200 or 429: {goal['all_200_or_429']}).", "",
-              f"Basis of `INFERENCE_BYTES` (per worker): RSS of a fresh server when ready {base['ready_mb']:.0f} MB, "
+              f"Basis of `app.core.budget`'s constants: RSS of a fresh server when ready {base['ready_mb']:.0f} MB, "
               f"after one 256x256 request {base['after_one_mb']:.0f} MB, after two at once "
-              f"{base['after_two_at_once_mb']:.0f} MB."]
+              f"{base['after_two_at_once_mb']:.0f} MB (`INFERENCE_BYTES`, per worker); a 12 MP JPEG's peak over "
+              f"the server's RSS less its pixels at `BYTES_PER_PIXEL` {base['request_overhead_mb']:.1f} MB "
+              "(`REQUEST_BYTES`, per request)."]
     return "\n".join(lines)
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench import coldstart
+from bench.budget import evaluate as budget_goal
+from bench.budget import markdown as budget_markdown
 from bench.cli_throughput import measure
 from bench.inprocess import load_pipeline, model_alone
 from bench.phone_photos import decode_table, encodings
@@ -95,3 +97,34 @@ def test_cold_start_bench_runs_one_process_per_function(tmp_path: Path) -> None:
     assert results["functions"]["upload"]["outcomes"] == [["processed"]]
     for run in results["functions"].values():
         assert 0 < run["init_s"] < run["init_and_first_event_s"]
+
+
+def _burst(budget_mb: int | None, statuses: list[int | str], peak: float) -> dict:
+    return {"format": "TIFF LZW", "budget_mb": budget_mb, "file_mb": 95.0, "statuses": statuses, "ready_rss_mb": 114.0,
+            "peak_rss_mb": peak, "wall_s": 60.0, "requests_mb": 346}
+
+
+@pytest.mark.parametrize(
+    ("statuses", "peak", "met"),
+    [
+        ([200] * 6 + [429] * 2, 650.0, True),  # exactly the limit is met
+        ([200] * 8, 650.1, False),
+        ([200] * 7 + [503], 500.0, False),  # a 5xx is never an answer the goal accepts
+        ([200] * 7 + ["ConnectionError"], 500.0, False),  # nor a server gone
+    ],
+)
+def test_the_budget_goal_looks_at_the_budgeted_bursts_only(statuses: list, peak: float, met: bool) -> None:
+    goal = budget_goal([_burst(600, statuses, peak), _burst(None, [500] * 8, 900.0)])  # unbudgeted: for comparison
+    assert (goal["met"], goal["worst_peak_mb"]) == (met, peak)
+
+
+def test_the_budget_section_has_one_row_per_burst() -> None:
+    basis = {"ready_mb": 114.0, "after_one_mb": 191.0, "after_two_at_once_mb": 247.0, "request_overhead_mb": 11.5}
+    bursts = [_burst(600, [200] * 7 + [429], 512.0), _burst(None, [200] * 8, 717.0)]
+    results = {"size": "7302x5476", "pixels": 39985752, "requests": 8, "budget_mb": 600, "basis": basis,
+               "bursts": bursts, "goal": budget_goal(bursts), "load_average": (1.5, 1.0, 1.0)}
+    lines = budget_markdown(results).splitlines()
+    assert "| TIFF LZW | 600 | 95.0 | 346 | 7x 200, 1x 429 | 114 | 512 | 60 |" in lines
+    assert "| TIFF LZW | none (default) | 95.0 |  | 8x 200 | 114 | 717 | 60 |" in lines
+    assert any(line.startswith("Goal, with the budget: every answer 200 or 429 and peak RSS <= 650 MB: met (worst "
+                               "peak 512 MB") for line in lines)
