@@ -27,10 +27,12 @@ from app.core.memory_limit import MB, resident_bytes
 logger = logging.getLogger(__name__)
 
 # Peak RSS above the warm server per decoded pixel, by Pillow's format name ("TIFF raw": uncompressed TIFF;
-# "TIFF": every compression, measured with LZW). `python -m bench.bytes_per_pixel`: one 7302x5476 (40 MP)
-# photo-like image per format through POST /predict, PNG overlay (the default answer); docs/benchmarks.md.
+# "TIFF": every compression, measured with LZW). `python -m bench.bytes_per_pixel --no-write` (2 CPUs, load
+# average 3.2 before, 6.0 after, other work sharing them): one 7302x5476 (40 MP) photo-like image per format
+# through POST /predict, PNG overlay (the default answer); rows JPEG q90, PNG, WebP q80, TIFF LZW, TIFF raw,
+# BMP, AVIF q60, HEIC q60. An earlier run (at commit 634f7ad) was within 0.25 B/px of each.
 BYTES_PER_PIXEL: dict[str, float] = {
-    "JPEG": 5.74, "PNG": 5.93, "WEBP": 15.94, "TIFF": 7.54, "TIFF raw": 5.43, "BMP": 5.41, "AVIF": 8.37, "HEIF": 9.08,
+    "JPEG": 5.73, "PNG": 6.00, "WEBP": 16.19, "TIFF": 7.52, "TIFF raw": 5.44, "BMP": 5.39, "AVIF": 8.53, "HEIF": 9.09,
 }
 UNMEASURED_BYTES_PER_PIXEL = max(BYTES_PER_PIXEL.values())  # GIF, which the bench does not encode: the worst
 # Beyond the pixels, per request (encoder state, the model-sized tensors, Python objects): over a warm server,

@@ -22,12 +22,12 @@ from app.http.work_queue import WorkQueue
 from tests.support import encode, noise
 
 MB = 1_000_000
-SMALL = encode(noise(40, 30))  # 1200 px of PNG: 1200 x 5.93 + 16 MB = 16.007 MB
-LARGE = encode(Image.new("RGB", (1000, 1000), (20, 90, 160)))  # a small file declaring 1 MP: 5.93 + 16 = 21.93 MB
+SMALL = encode(noise(40, 30))  # 1200 px of PNG: 1200 x 6.00 + 16 MB = 16.007 MB
+LARGE = encode(Image.new("RGB", (1000, 1000), (20, 90, 160)))  # a small file declaring 1 MP: 6.00 + 16 = 22 MB
 CAPACITY = 20 * MB  # SMALL fits, LARGE never does
-LARGE_REFUSED = ("the image is 1000x1000 = 1000000 pixels of PNG, which needs about 21 MB to process, more than the "
+LARGE_REFUSED = ("the image is 1000x1000 = 1000000 pixels of PNG, which needs about 22 MB to process, more than the "
                  "20 MB this server's memory budget (MEMORY_BUDGET_MB=600) leaves for requests: send an image of at "
-                 "most 674536 pixels in this format, or a smaller one")
+                 "most 666666 pixels in this format, or a smaller one")
 
 
 def upload(data: bytes) -> dict[str, Any]:
@@ -149,10 +149,10 @@ def test_memory_budget_mb_sets_the_budget_of_the_app(make_client: Callable, monk
     # GIVEN a server holding 100 MB at start: 300 - 100 - 70 (one worker's inference) = 130 MB for requests
     monkeypatch.setattr(budget, "resident_bytes", lambda: 100 * MB)
     client = make_client(MEMORY_BUDGET_MB=300, MAX_CONCURRENCY=1)
-    # WHEN a 20 MP PNG is sent (20e6 x 5.93 + 16 MB = 134.6 MB) THEN 413 naming the setting
+    # WHEN a 20 MP PNG is sent (20e6 x 6.00 + 16 MB = 136 MB) THEN 413 naming the setting
     response = client.post("/predict", files=upload(encode(Image.new("RGB", (5000, 4000)))))
     assert response.status_code == 413
     assert response.json()["detail"].startswith("the image is 5000x4000 = 20000000 pixels of PNG, which needs about "
-                                                 "134 MB to process, more than the 130 MB this server's memory budget "
+                                                 "136 MB to process, more than the 130 MB this server's memory budget "
                                                  "(MEMORY_BUDGET_MB=300) leaves")
     assert client.post("/predict", files=upload(SMALL)).status_code == 200
