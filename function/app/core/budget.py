@@ -1,14 +1,16 @@
 """The memory budget: what a request will cost, read from its header, and whether the process has room for it.
 
 A request's estimate (``estimate``) is the pixel count its header declares (``app.core.imaging.read_header``:
-nothing decoded yet) times ``BYTES_PER_PIXEL`` for its format, plus ``REQUEST_BYTES``. Requests share
+nothing decoded yet) times ``BYTES_PER_PIXEL`` for its format, plus ``REQUEST_BYTES`` (20 MB). Requests share
 ``MEMORY_BUDGET_MB`` less what the process already holds: its resident memory when the budget is built (the
 model loaded) and ``INFERENCE_BYTES`` per worker (``MemoryBudget.for_process``).
 
 ``MemoryBudget`` hands out shares first come, first served: a share that does not fit waits, and those
 behind it wait too, so a large image is never overtaken for ever by small ones. A grant is a
 ``concurrent.futures.Future``: any thread or event loop may wait on it. A share larger than all the
-room there is can never be granted: ``check`` refuses it (``OverBudget``, 413) before it queues.
+room there is can never be granted: ``check`` refuses it (``OverBudget``, 413) before it queues. A
+granted ``Share`` goes back when its last holder lets go: the bytes per pixel were measured until the
+answer was sent, so the answer holds it too (the encoded result, and the server's copies of it in flight).
 
 ``MEMORY_BUDGET_MB``'s default is the memory this process may use (``app.core.memory_limit``).
 """
@@ -35,9 +37,10 @@ BYTES_PER_PIXEL: dict[str, float] = {
     "JPEG": 5.73, "PNG": 6.00, "WEBP": 16.19, "TIFF": 7.52, "TIFF raw": 5.44, "BMP": 5.39, "AVIF": 8.53, "HEIF": 9.09,
 }
 UNMEASURED_BYTES_PER_PIXEL = max(BYTES_PER_PIXEL.values())  # GIF, which the bench does not encode: the worst
-# Beyond the pixels, per request (encoder state, the model-sized tensors, Python objects): over a warm server,
-# a 12 MP JPEG peaked 81 MB for 69 MB of pixels at 5.74 B/px, a 1080p one 21 MB for 12 (docs/benchmarks.md).
-REQUEST_BYTES = 16 * MB
+# Beyond the pixels, per request (encoder state, the model-sized tensors, Python objects): a 12 MP JPEG's peak
+# over a warm server less its pixels at BYTES_PER_PIXEL came to 12 MB and 17.6 MB in two runs (bench.budget's
+# basis, docs/benchmarks.md), a 1080p one's to 9 MB.
+REQUEST_BYTES = 20 * MB
 # onnxruntime's arena grows by one inference's working set for each inference running at once and keeps it,
 # so it is charged once per worker thread, up front, not per request. RSS over the loaded server after one
 # run, then two at once: bundled int8 model 77 then 133 MB (66.5 per worker), fp32 100 then 165 MB (82.5):
@@ -65,6 +68,29 @@ def estimate(header: Header) -> Estimate:
     row = "TIFF raw" if header.format == "TIFF" and header.compression == "raw" else header.format
     per_pixel = BYTES_PER_PIXEL.get(row, UNMEASURED_BYTES_PER_PIXEL)
     return Estimate(header, row, round(header.pixels * per_pixel) + REQUEST_BYTES)
+
+
+class Share:
+    """``size`` bytes granted from a budget, returned once the last of its ``holders`` lets go: the work that
+    makes a result, and the answer that carries it until it is sent."""
+
+    def __init__(self, memory: MemoryBudget | None, size: int, holders: int) -> None:
+        self.size, self._memory, self._holders = size, memory, holders
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        return self._holders > 0
+
+    def release(self) -> None:
+        """One holder lets go; the last returns the bytes to the budget. Once none holds it, nothing more happens."""
+        with self._lock:
+            if self._holders == 0:
+                return
+            self._holders -= 1
+            last = self._holders == 0
+        if last and self._memory is not None and self.size:
+            self._memory.release(self.size)
 
 
 class OverBudget(ImageTooLarge):

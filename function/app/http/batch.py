@@ -10,8 +10,9 @@ is done: a batch holds one worker at a time, so single requests interleave with 
 instead of waiting behind sixteen images. An image that finds every worker busy and the
 wait queue full gets 429 in ``results.json`` (retry that file), as it would alone, and one
 that needs more memory than MEMORY_BUDGET_MB could ever give it 413; the batch carries on
-with the next. Each file waits for its own share of the memory budget, released when it is
-done, so a batch never waits on memory its own earlier files hold.
+with the next. Each file waits for its own share of the memory budget, released when its
+work is done (not when the zip is sent, as ``POST /predict`` does), so a batch never waits
+on memory its own earlier files hold; the results kept for the zip are not counted.
 
 Names. Each result is named after its file (``app.core.naming``: ``cat.jpg`` ->
 ``cat.jpg.png``), the name made safe as a zip entry; a name sent twice gets `` (2)``,
@@ -95,8 +96,9 @@ class Batch:
         """One file through the work queue on its own; any failure becomes its status, never the batch's."""
         data = await upload.read()
         try:
-            rendered = await render_queued(self.work_queue, self.holder, data, self.settings, self.options,
-                                           Stopwatch())
+            rendered, share = await render_queued(self.work_queue, self.holder, data, self.settings, self.options,
+                                                  Stopwatch())
+            share.release()  # the results wait for the zip: holding each file's share would stall the next file
             check_response_size(rendered, self.settings)
         except ImageRejected as rejected:
             return failure(upload, rejected.status_code, rejected.detail)

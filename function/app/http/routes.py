@@ -13,8 +13,9 @@ from typing import Annotated, Any, BinaryIO
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
-from app.core.budget import estimate
+from app.core.budget import Share, estimate
 from app.core.imaging import ACCEPTED, DecodeLimits, ImageTooLarge, read_header
 from app.core.model_holder import ModelHolder, ModelNotReady
 from app.core.options import RenderOptions
@@ -105,21 +106,41 @@ async def predict(
     """Segment an image: the overlay (or mask, or cutout) at its size as PNG, JPEG or WebP, or the numbers as JSON."""
     watch = Stopwatch()  # the multipart body is parsed (spooled to disk past 1 MB) before the route runs
     # The worker decodes from the spooled file itself: the upload is never held whole in memory as bytes.
-    rendered = await render_queued(work_queue, holder, file.file, settings, options, watch)
-    check_response_size(rendered, settings)
-    _log_prediction(rendered, options, file.size or 0, caller_id(request))
+    rendered, share = await render_queued(work_queue, holder, file.file, settings, options, watch)
+    try:
+        check_response_size(rendered, settings)
+        _log_prediction(rendered, options, file.size or 0, caller_id(request))
+    except BaseException:
+        share.release()
+        raise
     output = rendered.result
-    return Response(memoryview(output.body), media_type=output.media_type,  # the bytes as they are: no copy
-                    headers={"Server-Timing": server_timing(rendered.timings_ms), "Vary": "Accept"})
+    return AnswerWithShare(memoryview(output.body), share, media_type=output.media_type,  # the bytes: no copy
+                           headers={"Server-Timing": server_timing(rendered.timings_ms), "Vary": "Accept"})
+
+
+class AnswerWithShare(Response):
+    """A result's answer, holding the request's share of the memory budget until it is sent (or sending fails):
+    the encoded result and the server's copies of it in flight are that request's memory too."""
+
+    def __init__(self, content: memoryview, share: Share, media_type: str, headers: dict[str, str]) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self.share = share
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.share.release()
 
 
 async def render_queued(work_queue: WorkQueue, holder: ModelHolder, source: bytes | BinaryIO, settings: Settings,
-                        options: RenderOptions, watch: Stopwatch) -> Rendered:
-    """``predict_job`` on the work queue, admitted by the memory its header says it will need. The header is read
-    off the event loop first: a corrupt, unsupported or oversized file is refused before it takes a place."""
+                        options: RenderOptions, watch: Stopwatch) -> tuple[Rendered, Share]:
+    """``predict_job`` on the work queue, admitted by the memory its header says it will need, and that share,
+    which the caller holds until it lets go. The header is read off the event loop first: a corrupt,
+    unsupported or oversized file is refused before it takes a place."""
     header = await run_in_threadpool(read_header, source, DecodeLimits.from_settings(settings))
     job = partial(predict_job, holder, source, settings, options, watch)
-    return await work_queue.run(job, estimate(header))
+    return await work_queue.run_holding(job, estimate(header))
 
 
 def predict_job(holder: ModelHolder, data: bytes | BinaryIO, settings: Settings, options: RenderOptions,

@@ -8,9 +8,10 @@ With a memory budget (``app.core.budget``, MEMORY_BUDGET_MB), work given with it
 estimate also waits until its share of the budget is free, in arrival order; an
 estimate over the whole budget raises ``OverBudget`` (413) before it takes a place.
 
-A place and a share are freed when the work finishes, not when the client goes away,
-so abandoned requests still count until their thread is done with them; a request
-cancelled while it waits gives both back at once. Works under any asyncio loop
+A place is freed when the work finishes, not when the client goes away, so abandoned
+requests still count until their thread is done with them; a share when the work
+finishes and, with ``run_holding``, the caller lets go too (once the answer is sent). A
+request cancelled while it waits gives both back at once. Works under any asyncio loop
 (uvicorn's, Mangum's, a test client's): the pool and the budget are loop-independent.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from app.core.budget import Estimate, MemoryBudget
+from app.core.budget import Estimate, MemoryBudget, Share
 from app.core.cpus import usable_cpus
 from app.core.settings import Settings
 
@@ -57,22 +58,35 @@ class WorkQueue:
         return self._admitted
 
     async def run(self, work: Callable[[], T], cost: Estimate | None = None) -> T:
-        """``work()`` on a worker thread once ``cost`` fits the budget; ``OverBudget`` if it never can,
-        ``QueueFull`` if no place is free."""
+        """``work()`` on a worker thread once ``cost`` fits the budget, its share returned when the work ends;
+        ``OverBudget`` if it never can fit, ``QueueFull`` if no place is free."""
+        result, share = await self.run_holding(work, cost)
+        share.release()
+        return result
+
+    async def run_holding(self, work: Callable[[], T], cost: Estimate | None = None) -> tuple[T, Share]:
+        """As ``run``, but the caller holds the share too, until ``share.release()``: the answer that carries the
+        result keeps its memory until it is sent. Cancelled or failed, the caller's hold is let go here."""
         size = self._share_size(cost)
         self._admit()
         try:
             await self._reserve(size)
         except BaseException:
-            self._release()
+            self._free_place()
             raise
+        share = Share(self.memory, size, holders=2)  # the work and the caller
         try:
             future = self._executor.submit(work)
         except BaseException:
-            self._release(size)
+            self._work_done(share)
+            share.release()
             raise
-        future.add_done_callback(lambda _: self._release(size))
-        return await asyncio.wrap_future(future)
+        future.add_done_callback(lambda _: self._work_done(share))
+        try:
+            return await asyncio.wrap_future(future), share
+        except BaseException:
+            share.release()
+            raise
 
     def close(self) -> None:
         """Stops the threads once their current work is done; work still waiting is cancelled."""
@@ -103,9 +117,11 @@ class WorkQueue:
                                 f"{self.capacity - self.workers} places in the queue)")
             self._admitted += 1
 
-    def _release(self, size: int = 0) -> None:
-        """Frees a place, and ``size`` bytes of the budget."""
-        if self.memory is not None and size:
-            self.memory.release(size)
+    def _work_done(self, share: Share) -> None:
+        """The work let go of its share and its place (whether it finished, failed or was cancelled)."""
+        share.release()
+        self._free_place()
+
+    def _free_place(self) -> None:
         with self._lock:
             self._admitted -= 1

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app.core.budget import Estimate
+from app.core.budget import Estimate, Share
 from app.core.settings import Settings
 from app.http.work_queue import WorkQueue
 from app.runtime import build_holder
@@ -135,9 +135,9 @@ class CountingQueue(WorkQueue):
         super().__init__(workers, max_waiting)
         self.most = 0
 
-    async def run(self, work: Callable[[], T], cost: Estimate | None = None) -> T:
+    async def run_holding(self, work: Callable[[], T], cost: Estimate | None = None) -> tuple[T, Share]:
         self.most = max(self.most, self.admitted + 1)
-        return await super().run(work, cost)
+        return await super().run_holding(work, cost)
 
 
 def test_a_batch_holds_one_worker_at_a_time(make_client: Callable) -> None:

@@ -214,3 +214,36 @@ def test_an_abandoned_request_keeps_its_share_until_its_work_ends() -> None:
 
     run(scenario())
     assert queue.admitted == 0
+
+
+def test_run_holding_keeps_the_share_until_the_caller_lets_go() -> None:
+    # GIVEN a result whose answer is still being sent (the caller holds its share)
+    queue = WorkQueue(workers=2, max_waiting=1, memory=MemoryBudget(100 * MB))
+
+    async def scenario() -> None:
+        result, share = await queue.run_holding(lambda: "first", cost(60))
+        assert (result, queue.admitted, queue.memory.reserved) == ("first", 0, 60 * MB)  # the work let go
+        # WHEN another request needs 50 MB THEN it waits until the answer is sent
+        second = asyncio.ensure_future(queue.run(lambda: "second", cost(50)))
+        await until(lambda: queue.memory.waiting == 1)
+        share.release()
+        assert await second == "second"
+
+    run(scenario())
+    assert (queue.admitted, queue.memory.reserved) == (0, 0)
+
+
+def test_run_holding_cancelled_while_the_work_runs_lets_go_once_the_work_ends() -> None:
+    queue, gate = WorkQueue(workers=1, max_waiting=0, memory=MemoryBudget(100 * MB)), Gate()
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(queue.run_holding(gate, cost(70)))
+        await asyncio.to_thread(gate.started.wait, 5)
+        running.cancel()  # the client went away: no answer will hold the share
+        await asyncio.sleep(0)
+        assert queue.memory.reserved == 70 * MB  # the work still does
+        gate.opened.set()
+        await until(lambda: queue.memory.reserved == 0)
+
+    run(scenario())
+    assert queue.admitted == 0
