@@ -1,7 +1,7 @@
 """The memory budget: what a request will cost, read from its header, and whether the process has room for it.
 
 A request's estimate (``estimate``) is the pixel count its header declares (``app.core.imaging.read_header``:
-nothing decoded yet) times ``BYTES_PER_PIXEL`` for its format, plus ``REQUEST_BYTES`` (20 MB). Requests share
+nothing decoded yet) times ``BYTES_PER_PIXEL`` for its format, plus ``REQUEST_BYTES`` (24 MB). Requests share
 ``MEMORY_BUDGET_MB`` less what the process already holds: its resident memory when the budget is built (the
 model loaded) and ``INFERENCE_BYTES`` per worker (``MemoryBudget.for_process``).
 
@@ -38,9 +38,10 @@ BYTES_PER_PIXEL: dict[str, float] = {
 }
 UNMEASURED_BYTES_PER_PIXEL = max(BYTES_PER_PIXEL.values())  # GIF, which the bench does not encode: the worst
 # Beyond the pixels, per request (encoder state, the model-sized tensors, Python objects): a 12 MP JPEG's peak
-# over a warm server less its pixels at BYTES_PER_PIXEL came to 12 MB and 17.6 MB in two runs (bench.budget's
-# basis, docs/benchmarks.md), a 1080p one's to 9 MB.
-REQUEST_BYTES = 20 * MB
+# over a warm server less its pixels at BYTES_PER_PIXEL came to 12 MB in a first look, then 17.6 and 23.8 MB
+# in two runs of bench.budget's basis (docs/benchmarks.md) on 2 shared CPUs; a 1080p one's to 9 MB. At 40 MP
+# the per-pixel figures already hold it, so there it is a margin.
+REQUEST_BYTES = 24 * MB
 # onnxruntime's arena grows by one inference's working set for each inference running at once and keeps it,
 # so it is charged once per worker thread, up front, not per request. RSS over the loaded server after one
 # run, then two at once: bundled int8 model 77 then 133 MB (66.5 per worker), fp32 100 then 165 MB (82.5):

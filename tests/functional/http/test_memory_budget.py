@@ -22,12 +22,12 @@ from app.http.work_queue import WorkQueue
 from tests.support import encode, noise
 
 MB = 1_000_000
-SMALL = encode(noise(40, 30))  # 1200 px of PNG: 1200 x 6.00 + 20 MB = 20.007 MB
-LARGE = encode(Image.new("RGB", (1000, 1000), (20, 90, 160)))  # a small file declaring 1 MP: 6.00 + 20 = 26 MB
+SMALL = encode(noise(40, 30))  # 1200 px of PNG: 1200 x 6.00 + 24 MB = 24.007 MB
+LARGE = encode(Image.new("RGB", (1000, 1000), (20, 90, 160)))  # a small file declaring 1 MP: 6.00 + 24 = 30 MB
 CAPACITY = 25 * MB  # SMALL fits, LARGE never does
-LARGE_REFUSED = ("the image is 1000x1000 = 1000000 pixels of PNG, which needs about 26 MB to process, more than the "
+LARGE_REFUSED = ("the image is 1000x1000 = 1000000 pixels of PNG, which needs about 30 MB to process, more than the "
                  "25 MB this server's memory budget (MEMORY_BUDGET_MB=600) leaves for requests: send an image of at "
-                 "most 833333 pixels in this format, or a smaller one")
+                 "most 166666 pixels in this format, or a smaller one")
 
 
 def upload(data: bytes) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def test_a_request_that_does_not_fit_yet_waits_then_is_served(make_client: Calla
     # GIVEN 10 of the 25 MB held by running work, a worker free
     holder = Holder(budgeted, 10)
     try:
-        # WHEN a request needing 20 MB arrives THEN it waits for memory, not for a worker
+        # WHEN a request needing 24 MB arrives THEN it waits for memory, not for a worker
         waiting = InFlight(make_client(work_queue=budgeted), SMALL)
         until(lambda: budgeted.memory.waiting == 1)
         assert (waiting.response, budgeted.admitted, budgeted.memory.reserved) == (None, 2, 10 * MB)
@@ -140,7 +140,7 @@ def test_429_when_the_queue_is_full_of_requests_waiting_for_memory(make_client: 
                                             "(2 workers, 1 places in the queue); retry shortly"}
     finally:
         holder.release()
-    # AND those that waited are served, one after the other (20 + 20 MB is over 25)
+    # AND those that waited are served, one after the other (24 + 24 MB is over 25)
     assert [request.result().status_code for request in waiting] == [200, 200]
     assert (queue.admitted, queue.memory.reserved) == (0, 0)
 
@@ -149,10 +149,10 @@ def test_memory_budget_mb_sets_the_budget_of_the_app(make_client: Callable, monk
     # GIVEN a server holding 100 MB at start: 300 - 100 - 70 (one worker's inference) = 130 MB for requests
     monkeypatch.setattr(budget, "resident_bytes", lambda: 100 * MB)
     client = make_client(MEMORY_BUDGET_MB=300, MAX_CONCURRENCY=1)
-    # WHEN a 20 MP PNG is sent (20e6 x 6.00 + 20 MB = 140 MB) THEN 413 naming the setting
+    # WHEN a 20 MP PNG is sent (20e6 x 6.00 + 24 MB = 144 MB) THEN 413 naming the setting
     response = client.post("/predict", files=upload(encode(Image.new("RGB", (5000, 4000)))))
     assert response.status_code == 413
     assert response.json()["detail"].startswith("the image is 5000x4000 = 20000000 pixels of PNG, which needs about "
-                                                 "140 MB to process, more than the 130 MB this server's memory budget "
+                                                 "144 MB to process, more than the 130 MB this server's memory budget "
                                                  "(MEMORY_BUDGET_MB=300) leaves")
     assert client.post("/predict", files=upload(SMALL)).status_code == 200

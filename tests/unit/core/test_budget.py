@@ -11,20 +11,20 @@ from app.core.budget import Estimate, MemoryBudget, OverBudget, Share, estimate
 from app.core.imaging import Header
 from app.core.memory_limit import MB
 
-# id: (header, the row it is charged by, expected bytes: pixels x the row's B/px, rounded, + 20 MB per request)
+# id: (header, the row it is charged by, expected bytes: pixels x the row's B/px, rounded, + 24 MB per request)
 ESTIMATE_CASES: dict[str, tuple[Header, str, int]] = {
-    "jpeg": (Header("JPEG", 2000, 1000), "JPEG", 11_460_000 + 20_000_000),
-    "png": (Header("PNG", 1000, 1000), "PNG", 6_000_000 + 20_000_000),
-    "webp": (Header("WEBP", 1000, 1000), "WEBP", 16_190_000 + 20_000_000),
-    "tiff-lzw": (Header("TIFF", 1000, 1000, "tiff_lzw"), "TIFF", 7_520_000 + 20_000_000),
-    "tiff-deflate-as-compressed": (Header("TIFF", 1000, 1000, "tiff_adobe_deflate"), "TIFF", 7_520_000 + 20_000_000),
-    "tiff-raw": (Header("TIFF", 1000, 1000, "raw"), "TIFF raw", 5_440_000 + 20_000_000),
-    "bmp": (Header("BMP", 1000, 1000), "BMP", 5_390_000 + 20_000_000),
-    "avif": (Header("AVIF", 1000, 1000), "AVIF", 8_530_000 + 20_000_000),
-    "heic": (Header("HEIF", 4032, 3024), "HEIF", 110_832_261 + 20_000_000),  # 12192768 x 9.09 = ...261.12
-    "gif-unmeasured-is-the-worst": (Header("GIF", 1000, 1000), "GIF", 16_190_000 + 20_000_000),
-    "40MP-tiff": (Header("TIFF", 7302, 5476, "tiff_lzw"), "TIFF", 300_692_855 + 20_000_000),
-    "one-pixel": (Header("PNG", 1, 1), "PNG", 6 + 20_000_000),
+    "jpeg": (Header("JPEG", 2000, 1000), "JPEG", 11_460_000 + 24_000_000),
+    "png": (Header("PNG", 1000, 1000), "PNG", 6_000_000 + 24_000_000),
+    "webp": (Header("WEBP", 1000, 1000), "WEBP", 16_190_000 + 24_000_000),
+    "tiff-lzw": (Header("TIFF", 1000, 1000, "tiff_lzw"), "TIFF", 7_520_000 + 24_000_000),
+    "tiff-deflate-as-compressed": (Header("TIFF", 1000, 1000, "tiff_adobe_deflate"), "TIFF", 7_520_000 + 24_000_000),
+    "tiff-raw": (Header("TIFF", 1000, 1000, "raw"), "TIFF raw", 5_440_000 + 24_000_000),
+    "bmp": (Header("BMP", 1000, 1000), "BMP", 5_390_000 + 24_000_000),
+    "avif": (Header("AVIF", 1000, 1000), "AVIF", 8_530_000 + 24_000_000),
+    "heic": (Header("HEIF", 4032, 3024), "HEIF", 110_832_261 + 24_000_000),  # 12192768 x 9.09 = ...261.12
+    "gif-unmeasured-is-the-worst": (Header("GIF", 1000, 1000), "GIF", 16_190_000 + 24_000_000),
+    "40MP-tiff": (Header("TIFF", 7302, 5476, "tiff_lzw"), "TIFF", 300_692_855 + 24_000_000),
+    "one-pixel": (Header("PNG", 1, 1), "PNG", 6 + 24_000_000),
 }
 
 
@@ -102,8 +102,8 @@ def test_the_refusal_says_what_would_fit() -> None:
         memory.check(estimate(Header("WEBP", 7302, 5476)))
     assert refused.value.status_code == 413
     assert refused.value.detail == (
-        "the image is 7302x5476 = 39985752 pixels of WEBP, which needs about 667 MB to process, more than the 326 MB "
-        "this server's memory budget (MEMORY_BUDGET_MB=600) leaves for requests: send an image of at most 18900555 "
+        "the image is 7302x5476 = 39985752 pixels of WEBP, which needs about 671 MB to process, more than the 326 MB "
+        "this server's memory budget (MEMORY_BUDGET_MB=600) leaves for requests: send an image of at most 18653489 "
         "pixels in this format, or a smaller one")
 
 
@@ -124,7 +124,7 @@ def test_a_budget_that_leaves_nothing_stops_the_start(monkeypatch: pytest.Monkey
         MemoryBudget.for_process(260, 2)
     assert str(refused.value) == (
         "MEMORY_BUDGET_MB=260 leaves no memory for requests: the server holds 114 MB before its first one and its 2 "
-        "workers' inference needs 140 MB more; set MEMORY_BUDGET_MB to at least 275 (more for large images), or "
+        "workers' inference needs 140 MB more; set MEMORY_BUDGET_MB to at least 279 (more for large images), or "
         "lower MAX_CONCURRENCY")
 
 
