@@ -44,8 +44,8 @@ UNMEASURED_BYTES_PER_PIXEL = max(BYTES_PER_PIXEL.values())  # GIF, which the ben
 REQUEST_BYTES = 24 * MB
 # onnxruntime's arena grows by one inference's working set for each inference running at once and keeps it,
 # so it is charged once per worker thread, up front, not per request. RSS over the loaded server after one
-# run, then two at once: bundled int8 model 77 then 133 MB (66.5 per worker), fp32 100 then 165 MB (82.5):
-# bench.budget's "basis" row in docs/benchmarks.md. Set for the bundled model, the default.
+# run, then two at once: bundled int8 model 77-78 then 113-138 MB in four runs (57-69 per worker; bench.budget's
+# basis, docs/benchmarks.md), fp32 100 then 165 MB (82.5) in one. Set for the bundled model, the default.
 INFERENCE_BYTES = 70 * MB
 
 
