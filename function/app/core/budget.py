@@ -38,9 +38,10 @@ BYTES_PER_PIXEL: dict[str, float] = {
 }
 UNMEASURED_BYTES_PER_PIXEL = max(BYTES_PER_PIXEL.values())  # GIF, which the bench does not encode: the worst
 # Beyond the pixels, per request (encoder state, the model-sized tensors, Python objects): a 12 MP JPEG's peak
-# over a warm server less its pixels at BYTES_PER_PIXEL came to 12 MB in a first look, then 17.6 and 23.8 MB
-# in two runs of bench.budget's basis (docs/benchmarks.md) on 2 shared CPUs; a 1080p one's to 9 MB. At 40 MP
-# the per-pixel figures already hold it, so there it is a margin.
+# over a warm server less its pixels at BYTES_PER_PIXEL came to 12 MB in a first look, then 17.6, 23.8 and 7.1
+# MB in three runs of bench.budget's basis (docs/benchmarks.md) on 2 shared CPUs: the noise of the per-pixel
+# figure (0.5 B/px is 6 MB at 12 MP) as much as anything; a 1080p one's to 9 MB. At 40 MP the per-pixel figures
+# already hold it, so there it is a margin.
 REQUEST_BYTES = 24 * MB
 # onnxruntime's arena grows by one inference's working set for each inference running at once and keeps it,
 # so it is charged once per worker thread, up front, not per request. RSS over the loaded server after one
