@@ -107,7 +107,8 @@ class Batch:
         except ModelNotReady as not_ready:
             return failure(upload, 503, not_ready.detail)
         except Exception:  # a bug: logged with its traceback, this file answered as /predict would (500)
-            logger.exception("batch file failed", extra={"filename": upload.filename})
+            # Not "filename": a LogRecord attribute that logging refuses to overwrite (KeyError: a 500).
+            logger.exception("batch file failed", extra={"batch_file": upload.filename})
             return failure(upload, 500, INTERNAL_ERROR)
         return success(upload, name, rendered)
 

@@ -122,6 +122,29 @@ def test_a_result_over_the_response_limit_fails_that_file_only(make_client: Call
     assert items[1]["detail"].startswith("the result is ")
 
 
+def test_a_bug_in_one_file_fails_that_file_only_and_is_logged(
+    make_client: Callable, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the second file's work raising what no handler expects (a bug, injected after the real work)
+    import app.http.batch as batch
+
+    checked: list[int] = []
+
+    def check_then_fail_once(rendered: Any, settings: Settings) -> None:
+        checked.append(1)
+        if len(checked) == 2:
+            raise RuntimeError("injected bug")
+
+    monkeypatch.setattr(batch, "check_response_size", check_then_fail_once)
+    # WHEN three files are sent THEN the batch answers, that file is a 500 and its traceback is logged
+    response = make_client().post("/predict/batch", files=parts([("a.png", PNG), ("b.png", PNG), ("c.png", PNG)]))
+    items = json.loads(unzip(response.content)["results.json"])
+    assert response.status_code == 200
+    assert [(item["filename"], item["status"]) for item in items] == [("a.png", 200), ("b.png", 500), ("c.png", 200)]
+    [logged] = [record for record in caplog.records if record.getMessage() == "batch file failed"]
+    assert (logged.batch_file, logged.exc_info[1].args) == ("b.png", ("injected bug",))
+
+
 def test_no_model_is_503_for_the_batch(make_client: Callable, tmp_path: Path) -> None:
     missing = build_holder(Settings(MODEL_URI=str(tmp_path / "none.onnx")))
     response = make_client(holder=missing).post("/predict/batch", files=parts([("a.png", PNG)]))
