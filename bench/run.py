@@ -9,10 +9,10 @@ and a 12 MP JPEG, each interleaved round by round with the model alone so their
 ratio survives a noisy machine, and end to end minus the model; the stage breakdown; the
 seed's path (PyTorch eager, ``bench.seed_path``) on the same 1080p image; start to first
 answer and peak RSS of fresh processes; both Lambda functions' cold starts
-(``bench.coldstart``); memory per decoded pixel (``bench.bytes_per_pixel``) and after a
-history of large images (``bench.history``). Writes bench/results.json and the numbers
-section of docs/benchmarks.md. Bounded: fixed round counts, loopback only, every
-subprocess terminated.
+(``bench.coldstart``); memory per decoded pixel (``bench.bytes_per_pixel``), after a
+history of large images (``bench.history``) and under MEMORY_BUDGET_MB (``bench.budget``).
+Writes bench/results.json and the numbers section of docs/benchmarks.md. Bounded: fixed
+round counts, loopback only, every subprocess terminated.
 
     python -m bench.run                       # everything, ~10 minutes on 2 cores
     python -m bench.run --rounds-1080p 5      # fewer rounds
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.segmenter import Segmenter
-from bench import REPO, bytes_per_pixel, coldstart, history
+from bench import REPO, budget, bytes_per_pixel, coldstart, history
 from bench.inprocess import Pipeline, end_to_end, load_pipeline, model_alone
 from bench.measure import interleaved, machine_info, stage_medians, summary
 from bench.photo import photo_jpeg
@@ -143,11 +143,16 @@ def measure_memory(quick: bool) -> tuple[dict[str, Any], list[str]]:
     """Bytes per decoded pixel per format at 40 MP, and idle RSS after a history of them: figures and tables."""
     if quick:
         return {}, []
-    per_pixel, after_history = bytes_per_pixel.measure(40.0), history.measure(rounds=3)
+    per_pixel, after_history, admitted = bytes_per_pixel.measure(40.0), history.measure(rounds=3), budget.measure()
+    budgeted = [burst for burst in admitted["bursts"] if burst["budget_mb"] is not None]
     figures = {"worst_bytes_per_pixel": max(row["bytes_per_pixel"] for row in per_pixel["rows"].values()),
-               "history_growth_pct": 100.0 * after_history["growth"], "bytes_per_pixel": per_pixel,
-               "history": after_history}
-    return figures, [bytes_per_pixel.markdown(per_pixel), "", history.markdown(after_history)]
+               "history_growth_pct": 100.0 * after_history["growth"],
+               "budget_worst_peak_mb": admitted["goal"]["worst_peak_mb"],
+               "budget_answers_not_200_or_429": sum(status not in (200, 429) for burst in budgeted
+                                                    for status in burst["statuses"]),
+               "bytes_per_pixel": per_pixel, "history": after_history, "budget": admitted}
+    sections = [bytes_per_pixel.markdown(per_pixel), "", history.markdown(after_history), "", budget.markdown(admitted)]
+    return figures, sections
 
 
 def measure_child(image: Path, label: str) -> dict[str, Any]:
