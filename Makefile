@@ -13,7 +13,7 @@ STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: help serve serve-gpu gpu-check test lint bench train export evaluate ensemble quantize segment invoke \
-	lambda-size lambda-memory publish-model build deploy clean
+	lambda-size lambda-memory publish-model build deploy clean fuzz api-fuzz load
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -77,6 +77,11 @@ ensemble: $(VENV)/.dev-installed  ## members and/or test-time flips as one ONNX 
 
 quantize: $(VENV)/.dev-installed  ## int8 model, kept only if it passes the accuracy gate: make quantize ARGS="model/weights/unet.onnx model/weights/unet-int8.onnx"
 	$(PY) -m model.quantize $(ARGS)
+
+# --- reliability (issue 12): each long run behind its own verb; make test runs a short one of each.
+SECONDS ?= 600
+fuzz: $(VENV)/.dev-installed  ## atheris over the decoder and the Lambda event parsers: make fuzz SECONDS=600 -> runs/fuzz/
+	$(PY) -m fuzz.campaign --seconds $(SECONDS) $(ARGS)
 
 # --- files and folders on this machine (README: "Command line"). OUT defaults to runs/segment for this
 # verb only (target-specific: `make export` keeps requiring its own OUT).

@@ -19,7 +19,7 @@ from app.http.factory import create_app
 from app.http.work_queue import WorkQueue
 from app.runtime import build_holder
 from scripts.invoke import LambdaContext
-from tests.support import BUNDLED_MODEL
+from tests.support import BUNDLED_MODEL, export_tiny_model
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture
@@ -40,19 +40,7 @@ def bundled_model_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-wide UNet at 64x64, exported with the real exporter (parity verified): fast to run."""
-    import torch
-
-    from model.export import export_onnx
-    from model.metadata import build_metadata
-    from model.preprocessing import Preprocessing
-    from model.unet import UNet, UNetConfig
-
-    torch.manual_seed(0)
-    prep = Preprocessing(height=64, width=64)
-    identity = {"model_name": "tiny-test-unet", "model_version": "0.0.1", "training_data": "untrained"}
-    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
-    export_onnx(UNet(UNetConfig(base_width=4)), prep, path, build_metadata(prep, identity, {}))
-    return path
+    return export_tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
 
 
 @pytest.fixture

@@ -28,6 +28,22 @@ BUCKET = "unet-segmentation-123456789012-us-east-1"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def export_tiny_model(path: Path) -> Path:
+    """A 4-wide UNet at 64x64, exported with the real exporter (parity verified): fast to run. Needs torch."""
+    import torch
+
+    from model.export import export_onnx
+    from model.metadata import build_metadata
+    from model.preprocessing import Preprocessing
+    from model.unet import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    prep = Preprocessing(height=64, width=64)
+    identity = {"model_name": "tiny-test-unet", "model_version": "0.0.1", "training_data": "untrained"}
+    export_onnx(UNet(UNetConfig(base_width=4)), prep, path, build_metadata(prep, identity, {}))
+    return path
+
+
 def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 

@@ -71,9 +71,21 @@ class TaskResult:
 
 
 def is_batch_event(event: Any) -> bool:
-    """An S3 Batch Operations invocation of a schema this function knows."""
+    """An S3 Batch Operations invocation of a schema this function knows, every task and the job well formed
+    (a malformed one is refused whole: answering it task by task needs the ids it may lack; ``make fuzz``)."""
     return (isinstance(event, dict) and event.get("invocationSchemaVersion") in SCHEMA_VERSIONS
-            and isinstance(event.get("invocationId"), str) and isinstance(event.get("tasks"), list))
+            and isinstance(event.get("invocationId"), str) and isinstance(event.get("tasks"), list)
+            and all(is_task(task) for task in event["tasks"]) and _is_job(event.get("job")))
+
+
+def is_task(task: Any) -> bool:
+    """A task with its id, a key and a bucket (2.0's name or 1.0's ARN) as strings, and a version id or null."""
+    return (isinstance(task, dict) and isinstance(task.get("taskId"), str) and isinstance(task.get("s3Key"), str)
+            and isinstance(task.get("s3VersionId"), str | None) and bool(task_bucket(task)))
+
+
+def _is_job(job: Any) -> bool:
+    return job is None or (isinstance(job, dict) and isinstance(job.get("userArguments"), dict | None))
 
 
 def batch_tasks(event: dict[str, Any]) -> list[Task]:
@@ -84,9 +96,10 @@ def batch_tasks(event: dict[str, Any]) -> list[Task]:
 
 def task_bucket(task: dict[str, Any]) -> str:
     """Schema 2.0's ``s3Bucket``, else the last part of 1.0's ``s3BucketArn`` (``arn:aws:s3:::name``)."""
-    if task.get("s3Bucket"):
-        return str(task["s3Bucket"])
-    return str(task["s3BucketArn"]).rpartition(":")[2]
+    bucket, arn = task.get("s3Bucket"), task.get("s3BucketArn")
+    if isinstance(bucket, str) and bucket:
+        return bucket
+    return arn.rpartition(":")[2] if isinstance(arn, str) else ""
 
 
 def job_options(event: dict[str, Any]) -> dict[str, Any]:
@@ -141,10 +154,12 @@ class BatchOperations:
 
 def classify(error: Exception) -> tuple[ResultCode, str]:
     """An exception from one task -> its result code and reason: retry what time can fix."""
-    from botocore.exceptions import BotoCoreError, ClientError  # here, as in the trigger: not at import
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError  # here, as in the trigger
 
     if isinstance(error, ModelNotReady):
         return "TemporaryFailure", error.detail
+    if isinstance(error, ParamValidationError):  # a bucket name or key S3 can never have: no retry fixes it
+        return "PermanentFailure", f"the task names no valid S3 object ({error})"
     if isinstance(error, BotoCoreError):  # connection refused or reset, timeouts: the network
         return "TemporaryFailure", f"S3 could not be reached ({error})"
     if isinstance(error, ClientError):

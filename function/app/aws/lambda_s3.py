@@ -38,12 +38,23 @@ def make_upload_handler(trigger: S3Trigger) -> LambdaHandler:
 
 
 def is_s3_event(event: Any) -> bool:
+    """Records of S3 events, each naming its bucket and key as strings; anything else is refused, not retried
+    (a record without them fails the same way on every retry: found by ``make fuzz``, tests/corpus/fuzz/)."""
     records = event.get("Records") if isinstance(event, dict) else None
     return isinstance(records, list) and bool(records) and all(_is_s3_record(record) for record in records)
 
 
 def _is_s3_record(record: Any) -> bool:
-    return isinstance(record, dict) and record.get("eventSource") == "aws:s3"
+    return (isinstance(record, dict) and record.get("eventSource") == "aws:s3"
+            and isinstance(value_at(record, "s3", "bucket", "name"), str)
+            and isinstance(value_at(record, "s3", "object", "key"), str))
+
+
+def value_at(node: Any, *path: str) -> Any:
+    """``node[path[0]][path[1]]...``, or None where a step is missing or not an object."""
+    for name in path:
+        node = node.get(name) if isinstance(node, dict) else None
+    return node
 
 
 def handle_s3(trigger: S3Trigger, event: dict[str, Any]) -> dict[str, Any]:
