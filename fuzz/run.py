@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,6 +58,12 @@ def libfuzzer_args(arguments: argparse.Namespace, seeds: Path) -> list[str]:
     ]
 
 
+def write_seeds(target: str, directory: Path) -> Path:
+    """The seeds, made by another process: Pillow imported here before ``instrument_imports`` would go uncovered."""
+    subprocess.run([sys.executable, "-m", "fuzz.seeds", target, str(directory)], cwd=REPO, check=True)
+    return directory
+
+
 def build_target(name: str, model: Path):  # type: ignore[no-untyped-def]
     """The target, with the app's modules imported under atheris' instrumentation."""
     with atheris.instrument_imports(include=INSTRUMENTED):
@@ -85,8 +92,6 @@ def build_target(name: str, model: Path):  # type: ignore[no-untyped-def]
 
 def main(argv: list[str] | None = None) -> None:
     arguments, extra = parse_args(sys.argv[1:] if argv is None else argv)
-    from fuzz.seeds import write_seeds  # seeds are made before instrumentation: their encoders are not fuzzed
-
     seeds = write_seeds(arguments.target, arguments.work / "seeds" / arguments.target)
     target = build_target(arguments.target, arguments.model.resolve())
     from fuzz.targets import quiet_logs

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,3 +86,7 @@ def made_images() -> dict[str, bytes]:
         "float.tiff": lambda: _saved(Image.new("F", (16, 8), 0.5), "TIFF"),
     }
     return {name: make() for name, make in makers.items()}
+
+
+if __name__ == "__main__":  # python -m fuzz.seeds TARGET DIRECTORY (what fuzz.run calls)
+    write_seeds(sys.argv[1], Path(sys.argv[2]))

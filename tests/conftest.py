@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
 
 from app.core.model_holder import ModelHolder
 from app.core.settings import Settings
@@ -20,6 +22,12 @@ from app.http.work_queue import WorkQueue
 from app.runtime import build_holder
 from scripts.invoke import LambdaContext
 from tests.support import BUNDLED_MODEL, export_tiny_model
+
+# Hypothesis (tests/unit/core/test_properties.py): no deadline (speed is make bench's business), nothing written
+# into the checkout, and in CI the same examples every run, so a red CI names a reproducible input.
+settings.register_profile("project", deadline=None, database=None, derandomize=bool(os.environ.get("CI")),
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("project")
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture
