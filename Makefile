@@ -83,6 +83,11 @@ SECONDS ?= 600
 fuzz: $(VENV)/.dev-installed  ## atheris over the decoder and the Lambda event parsers: make fuzz SECONDS=600 -> runs/fuzz/
 	$(PY) -m fuzz.campaign --seconds $(SECONDS) $(ARGS)
 
+EXAMPLES ?= 200
+api-fuzz: $(VENV)/.dev-installed  ## Schemathesis on make serve's OpenAPI document, EXAMPLES per operation -> runs/api-fuzz/
+	mkdir -p runs/api-fuzz
+	API_FUZZ_EXAMPLES=$(EXAMPLES) API_FUZZ_REPORT=runs/api-fuzz $(PY) -m pytest tests/integration/test_api_schema.py -s --timeout=3600 $(ARGS)
+
 # --- files and folders on this machine (README: "Command line"). OUT defaults to runs/segment for this
 # verb only (target-specific: `make export` keeps requiring its own OUT).
 segment: OUT ?= runs/segment

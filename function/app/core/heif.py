@@ -58,6 +58,73 @@ def ftyp_brands(data: bytes) -> tuple[str, ...]:
     return tuple(brand.decode("latin-1") for brand in (major, *compatible))
 
 
+# --- item strings pi-heif cannot read ------------------------------------------------------------
+# pi-heif 1.4.0 turns each item's type and names into Python strings without checking them: one that
+# is not UTF-8 (a 1 KB upload, found by make fuzz: tests/corpus/fuzz/decode/heif-item-type-not-utf8.heic)
+# crashes the whole process with a segmentation fault while the file is opened. pillow-heif 1.8.1
+# reads the same file; pi-heif has no newer release. So such files are refused before pi-heif sees them.
+CONTAINER_HEADERS = {b"meta": 4}  # boxes holding boxes, and the bytes of their own header (version, flags)
+ITEM_INFO, ITEM_ENTRY = b"iinf", b"infe"
+BOX_HEADER = 8  # size (4) and type (4); ISO/IEC 14496-12 4.2
+
+
+def unreadable_item_strings(data: bytes) -> bool:
+    """True if an ``infe`` item's type, name or content type is not UTF-8 (see above); ``data``: the file up to
+    the end of its ``meta`` box at least (``meta_end``)."""
+    return any(not _utf8(entry) for entry in item_entries(data, 0, len(data)))
+
+
+def meta_end(head: bytes) -> int | None:
+    """Where the file's top-level ``meta`` box ends, from the box headers in ``head`` (its body may lie past the
+    head, as an item-rich one does). None: the whole file (no ``meta`` header within ``head``, or a size of 0,
+    "to the end", or 1, 64-bit)."""
+    start = 0
+    while start + BOX_HEADER <= len(head):
+        size, kind = struct.unpack(">I4s", head[start : start + BOX_HEADER])
+        if size < BOX_HEADER:
+            return None
+        if kind in CONTAINER_HEADERS:
+            return start + size
+        start += size
+    return None
+
+
+def item_entries(data: bytes, start: int, end: int) -> list[bytes]:
+    """The bodies of the ``infe`` boxes under ``meta``/``iinf``, from their item type or name on."""
+    found: list[bytes] = []
+    for kind, body, stop in _boxes(data, start, end):
+        if kind in CONTAINER_HEADERS:
+            found += item_entries(data, body + CONTAINER_HEADERS[kind], stop)
+        elif kind == ITEM_INFO and body < stop:
+            found += item_entries(data, body + (6 if data[body] == 0 else 8), stop)  # version 0: 16-bit count
+        elif kind == ITEM_ENTRY and body < stop:
+            version = data[body]
+            id_bytes = 4 if version >= 3 else 2
+            found.append(data[body + 4 + id_bytes + 2 : stop])  # after version/flags, item_ID, protection index
+    return found
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, body start, end) of the boxes in ``data[start:end]``; stops at the first that does not fit."""
+    boxes = []
+    while start + BOX_HEADER <= end:
+        size, kind = struct.unpack(">I4s", data[start : start + BOX_HEADER])
+        size = end - start if size == 0 else size
+        if size < BOX_HEADER or start + size > end:  # 64-bit sizes (1) and broken ones: left to libheif
+            break
+        boxes.append((kind, start + BOX_HEADER, start + size))
+        start += size
+    return boxes
+
+
+def _utf8(text: bytes) -> bool:
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def register_decoders() -> None:
     """pi-heif as Pillow's "HEIF" opener (it has no encoder: decode only); both decoders' threads."""
     pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False,

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from app.core.colour import rgb_profile
-from app.core.heif import ftyp_brands, heif_format
+from app.core.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
 
 if TYPE_CHECKING:
     from app.core.settings import Settings
@@ -232,6 +232,8 @@ def _check_byte_size(size: int, limits: DecodeLimits) -> None:
 def _open_allowed(upload: Upload) -> ImageFile.ImageFile:
     """Reads the header with the allowed plugins only; says why when none accepts it."""
     formats = _plugins_for(upload.head)
+    if formats == ("HEIF",) and unreadable_item_strings(_through_meta(upload)):
+        raise CorruptImage("the HEIF file's item information is corrupt: send a valid image")
     with _rejecting_decode_errors():
         try:
             if formats:
@@ -244,6 +246,14 @@ def _open_allowed(upload: Upload) -> ImageFile.ImageFile:
     if found in ALLOWED_FORMATS:
         raise CorruptImage(f"the file looks like {found} but its header is corrupt: send a valid image")
     raise UnsupportedFormat(f"{found} images are not accepted: send a {ACCEPTED} image")
+
+
+def _through_meta(upload: Upload) -> bytes:
+    """A HEIF file's bytes up to the end of its ``meta`` box (``app.core.heif.meta_end``), the stream rewound."""
+    end = meta_end(upload.head)
+    data = upload.stream.read(upload.size if end is None else min(end, upload.size))
+    upload.stream.seek(0)
+    return data
 
 
 def _plugins_for(data: bytes) -> tuple[str, ...]:

@@ -24,8 +24,16 @@ Output = Literal["overlay", "mask", "cutout", "json"]
 ImageFormat = Literal["png", "jpeg", "webp"]
 
 # "#ff3b30", "ff3b30" (a raw "#" in a URL starts the fragment, so clients often drop it) or "255,59,48".
+# ASCII only: Python's \d and \s would also take "٣,٣,٣" and no-break spaces, which the API's
+# schema (COLOR_PATTERN, the same syntax for OpenAPI clients) cannot say; found by make api-fuzz.
+SPACE = "[ \t\n\r\f\v]"
+CHANNEL = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|0?[1-9][0-9]|0{0,2}[0-9])"  # 0-255, up to 3 digits
 HEX_COLOR = re.compile(r"#?([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
-TRIPLE_COLOR = re.compile(r"(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})")
+TRIPLE_COLOR = re.compile(f"{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL}")
+# What parse_color accepts, whole, as one regular expression (JSON Schema's and pydantic's dialects alike).
+COLOR_PATTERN = (f"^{SPACE}*(#?[0-9a-fA-F]{{6}}|{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL})"
+                 f"{SPACE}*$")
+ASCII_SPACE = " \t\n\r\f\v"
 DEFAULT_COLOR: Color = (255, 59, 48)  # "#ff3b30"
 DEFAULT_ALPHA = 0.5
 WITH_ALPHA: frozenset[ImageFormat] = frozenset({"png", "webp"})  # formats that can carry a cutout's transparency
@@ -33,11 +41,11 @@ WITH_ALPHA: frozenset[ImageFormat] = frozenset({"png", "webp"})  # formats that 
 
 def parse_color(value: str) -> Color:
     """``"#rrggbb"``, ``"rrggbb"`` or ``"r,g,b"`` (0-255 each) -> (r, g, b); ValueError otherwise."""
-    text = value.strip()
+    text = value.strip(ASCII_SPACE)
     if match := HEX_COLOR.fullmatch(text):
         r, g, b = (int(group, 16) for group in match.groups())
         return (r, g, b)
-    if (match := TRIPLE_COLOR.fullmatch(text)) and all(int(group) <= 255 for group in match.groups()):
+    if match := TRIPLE_COLOR.fullmatch(text):
         r, g, b = (int(group) for group in match.groups())
         return (r, g, b)
     raise ValueError(f"colour {value!r} is not '#rrggbb', 'rrggbb' or 'r,g,b' with channels 0-255")
@@ -57,10 +65,19 @@ def _color_from_any(value: Any) -> Any:
     raise ValueError(f"colour {value!r} is not '#rrggbb', 'rrggbb', 'r,g,b' or three channels of 0-255")
 
 
+def _number_not_bool(value: Any) -> Any:
+    """pydantic reads JSON's true/false as 1/0 for a number; the API's schema says "number" (make api-fuzz)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    return value
+
+
 ColorValue = Annotated[Color, BeforeValidator(_color_from_any), PlainSerializer(format_color, return_type=str)]
-Threshold = Annotated[float, Field(gt=0.0, lt=1.0)]  # a probability strictly inside (0, 1)
-Alpha = Annotated[float, Field(ge=0.0, le=1.0)]
-Quality = Annotated[int, Field(ge=1, le=100)]
+# The validator after the range: before it, pydantic writes the range into the JSON schema as "ge"/"gt" keys
+# that no JSON Schema reader knows, instead of "minimum"/"exclusiveMinimum".
+Threshold = Annotated[float, Field(gt=0.0, lt=1.0), BeforeValidator(_number_not_bool)]  # a probability in (0, 1)
+Alpha = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_number_not_bool)]
+Quality = Annotated[int, Field(ge=1, le=100), BeforeValidator(_number_not_bool)]
 
 
 class RenderOptions(BaseModel):

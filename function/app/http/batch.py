@@ -44,8 +44,9 @@ from app.core.settings import Settings
 from app.core.timing import Stopwatch
 from app.http.auth import caller_id
 from app.http.dependencies import HolderDep, RenderOptionsDep, SettingsDep, WorkQueueDep
+from app.http.errors import documented
 from app.http.routes import BINARY, check_response_size, render_queued
-from app.http.schemas import BatchItem, ErrorBody, ValidationErrorBody
+from app.http.schemas import BatchItem, ValidationErrorBody
 from app.http.work_queue import QueueFull, WorkQueue
 
 MANIFEST = "results.json"
@@ -55,11 +56,6 @@ INTERNAL_ERROR = "internal server error: it has been logged; retry, or report it
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
-def error_response(description: str, example: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description,
-            "content": {"application/json": {"example": {"detail": example}}}}
-
-
 BATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {ZIP_MEDIA_TYPE: BINARY},
           "description": f"A zip: one result per image that succeeded, named after it (cat.jpg -> cat.jpg.png, "
@@ -67,11 +63,13 @@ BATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
                          "file in the order sent: filename, result (its name in the zip, null if it failed), status "
                          "(what POST /predict would have answered for it alone: 200, 400, 413, 415, 422, 429), "
                          "detail (why it failed), width, height, foreground_fraction."},
-    413: error_response("The body over MAX_UPLOAD_BYTES (all files together), more files than MAX_BATCH_FILES, or "
-                        "the zip over MAX_RESPONSE_BYTES.", "20 files, over the limit of 16 (MAX_BATCH_FILES): ..."),
+    400: documented("A body that is no multipart form."),
+    413: documented("The body over MAX_UPLOAD_BYTES (all files together), more files than MAX_BATCH_FILES, or "
+                    "the zip over MAX_RESPONSE_BYTES.", "20 files, over the limit of 16 (MAX_BATCH_FILES): ..."),
     422: {"model": ValidationErrorBody, "description": "No files field, or an option out of range."},
-    503: error_response("The model is not loaded (yet); retry after Retry-After seconds.",
-                        "the model could not be loaded (ModelUnavailable: no model file at ...); retry in 5 s"),
+    503: documented("The model is not loaded (yet); retry after Retry-After seconds.",
+                    "the model could not be loaded (ModelUnavailable: no model file at ...); retry in 5 s",
+                    retry_after=True),
 }
 
 
@@ -115,7 +113,8 @@ class Batch:
 
 @router.post("/predict/batch", response_class=Response, responses=BATCH_RESPONSES)
 async def predict_batch(
-    files: Annotated[list[UploadFile], File(description=f"The images, one `files` part each: {ACCEPTED}.")],
+    files: Annotated[list[UploadFile], File(description=f"The images, one `files` part each: {ACCEPTED}.",
+                                            min_length=1)],
     options: RenderOptionsDep,
     settings: SettingsDep,
     holder: HolderDep,

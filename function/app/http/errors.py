@@ -21,9 +21,14 @@ from pydantic import ValidationError
 from app.aws.uploads import UploadFlowUnavailable
 from app.core.imaging import ImageRejected
 from app.core.model_holder import ModelNotReady
+from app.http.schemas import ErrorBody
 from app.http.work_queue import QueueFull
 
 BUSY_RETRY_AFTER_S = 1
+# The headers the OpenAPI document declares where they are sent (make api-fuzz checks each response against it).
+RETRY_AFTER_HEADER = {"Retry-After": {"description": "Whole seconds to wait before retrying, at least 1.",
+                                      "required": True, "schema": {"type": "integer", "minimum": 1}}}
+UNREADABLE_BODY = "There was an error parsing the body"  # FastAPI's 400 for a body it cannot parse
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,16 @@ def invalid_request(invalid: ValidationError, *location: str) -> RequestValidati
     """A core validation error (``RenderOptions``) as FastAPI's 422, each error's ``loc`` under ``location``."""
     errors = invalid.errors(include_url=False, include_context=False)
     return RequestValidationError([{**error, "loc": (*location, *error["loc"])} for error in errors])
+
+
+def documented(description: str, example: str | None = None, retry_after: bool = False) -> dict[str, Any]:
+    """An error response as the OpenAPI document shows it: ``{"detail": ...}``, and Retry-After where it is sent."""
+    response: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if example is not None:
+        response["content"] = {"application/json": {"example": {"detail": example}}}
+    if retry_after:
+        response["headers"] = RETRY_AFTER_HEADER
+    return response
 
 
 def retry_after(seconds: float) -> dict[str, str]:

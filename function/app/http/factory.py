@@ -23,8 +23,8 @@ TITLE = "UNet segmentation"
 VERSION = "1.0.0"
 DESCRIPTION = "Binary image segmentation: upload an image, get it back with the foreground tinted."
 UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "API keys are configured and none (or a wrong one) was sent. "
-          "Header WWW-Authenticate: Bearer."},
+    401: {"model": ErrorBody, "description": "API keys are configured and none (or a wrong one) was sent.",
+          "headers": {"WWW-Authenticate": {"description": "Bearer", "required": True, "schema": {"type": "string"}}}},
 }
 
 

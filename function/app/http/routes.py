@@ -24,7 +24,7 @@ from app.core.settings import Settings
 from app.core.timing import Stopwatch, server_timing
 from app.http.auth import caller_id
 from app.http.dependencies import HolderDep, RenderDefaultsDep, RenderOptionsDep, SettingsDep, WorkQueueDep
-from app.http.errors import retry_after
+from app.http.errors import RETRY_AFTER_HEADER, documented, retry_after
 from app.http.schemas import ErrorBody, Health, Limits, ResultDocument, SizeLimit, ValidationErrorBody
 from app.http.work_queue import WorkQueue
 
@@ -35,29 +35,28 @@ open_router = APIRouter()
 router = APIRouter()
 
 
-def _error(description: str, example: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description,
-            "content": {"application/json": {"example": {"detail": example}}}}
-
-
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": ResultDocument, "content": {"image/png": BINARY, "image/jpeg": BINARY, "image/webp": BINARY},
           "description": "The overlay, mask or cutout at the upload's size in the format asked for (format, else "
                          "Accept, else PNG), or with output=json the numbers and the mask as COCO RLE. "
                          "Content-Type says which; Vary: Accept."},
-    400: _error("Corrupt, truncated or not an image.", "the file is not a recognised image: send a JPEG, ..."),
-    413: _error("Too many bytes or pixels (checked before decoding), more memory than MEMORY_BUDGET_MB could ever "
-                "give the image, or a result over MAX_RESPONSE_BYTES.",
-                "the image is 10000x8000 = 80000000 pixels, over the 50000000-pixel limit: send a smaller image"),
-    422: {"model": ValidationErrorBody, "description": "An option out of range, no file field, a cutout asked for "
-          "as JPEG, or a result too wide for the format asked for."},
-    415: _error("A format other than JPEG, PNG, WebP, GIF, BMP, TIFF.", "PSD images are not accepted: send a ..."),
-    429: _error("Every worker busy and the wait queue (requests waiting for a worker or for memory) full; retry "
-                "after Retry-After seconds.", "the server is busy: 10 requests are running or waiting already (2 "
-                "workers, 8 places in the queue); retry shortly"),
-    503: _error("The model is not loaded (yet); retry after Retry-After seconds.",
-                "the model could not be loaded (ModelUnavailable: no model file at ...); retry in 5 s"),
+    400: documented("Corrupt, truncated or not an image (an empty file too), or a body that is no multipart form.",
+                    "the file is not a recognised image: send a JPEG, ..."),
+    413: documented("Too many bytes or pixels (checked before decoding), more memory than MEMORY_BUDGET_MB could "
+                    "ever give the image, or a result over MAX_RESPONSE_BYTES.",
+                    "the image is 10000x8000 = 80000000 pixels, over the 50000000-pixel limit: send a smaller image"),
+    # FastAPI's list of invalid fields, or one sentence for a result too wide for the format (UnencodableResult).
+    422: {"model": ValidationErrorBody | ErrorBody, "description": "An option out of range, no file field, a cutout "
+          "asked for as JPEG (a list of invalid fields), or a result too wide for the format asked for."},
+    415: documented("A format other than JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF.",
+                    "PSD images are not accepted: send a ..."),
+    429: documented("Every worker busy and the wait queue (requests waiting for a worker or for memory) full; "
+                    "retry after Retry-After seconds.", "the server is busy: 10 requests are running or waiting "
+                    "already (2 workers, 8 places in the queue); retry shortly", retry_after=True),
+    503: documented("The model is not loaded (yet); retry after Retry-After seconds.",
+                    "the model could not be loaded (ModelUnavailable: no model file at ...); retry in 5 s",
+                    retry_after=True),
 }
 
 
@@ -68,7 +67,7 @@ async def root() -> dict[str, str]:
 
 
 @open_router.get("/health", response_model=Health,
-                 responses={503: {"model": Health, "description": "Model not loaded."}})
+                 responses={503: {"model": Health, "description": "Model not loaded.", "headers": RETRY_AFTER_HEADER}})
 async def health(holder: HolderDep, settings: SettingsDep, defaults: RenderDefaultsDep, request: Request) -> Any:
     """Readiness: 200 with the model's contract, metrics by split, sha256 and execution provider once loaded,
     else 503 with the reason; both with the default options, the size limits and whether an API key is needed

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.model_contract import ModelInfo
-from app.core.options import Alpha, ImageFormat, Output, Quality, RenderOptions, Threshold
+from app.core.options import COLOR_PATTERN, Alpha, ImageFormat, Output, Quality, RenderOptions, Threshold
 
 
 class PredictOptions(BaseModel):
@@ -30,6 +30,7 @@ class PredictOptions(BaseModel):
     )
     color: str | None = Field(
         default=None, examples=["ff3b30", "#ff3b30", "255,59,48"],
+        json_schema_extra={"pattern": COLOR_PATTERN},  # documented, not enforced here: parse_color words the 422
         description="Overlay colour as 'rrggbb', '#rrggbb' (send '#' as %23) or 'r,g,b'. Default: OVERLAY_COLOR.",
     )
     output: Output = Field(

@@ -19,7 +19,7 @@ from app.aws.keys import UPLOAD_ID
 from app.aws.uploads import UploadFlow
 from app.core.options import RenderOptions
 from app.http.auth import caller_id
-from app.http.errors import invalid_request
+from app.http.errors import RETRY_AFTER_HEADER, documented, invalid_request
 from app.http.schemas import (
     ErrorBody,
     ResultDone,
@@ -33,8 +33,14 @@ from app.http.schemas import (
 logger = logging.getLogger(__name__)
 router = APIRouter()
 NOT_CONFIGURED = "the upload flow is off on this server: set UPLOAD_BUCKET to the bucket uploads go to"
+SOMETIMES_RETRY_AFTER = {"Retry-After": {**RETRY_AFTER_HEADER["Retry-After"], "required": False}}
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorBody, "description": "UPLOAD_BUCKET is not set on this server."},
+    503: {**documented("UPLOAD_BUCKET is not set on this server, or S3 cannot be reached or signed for now (then "
+                       "with Retry-After)."), "headers": SOMETIMES_RETRY_AFTER},
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: documented("A body that is not JSON."),
+    413: documented("A body over MAX_UPLOAD_BYTES (the file itself goes to S3, never through this route)."),
 }
 
 
@@ -49,7 +55,7 @@ UploadFlowDep = Annotated[UploadFlow, Depends(get_upload_flow)]
 UploadId = Annotated[str, Path(pattern=f"^{UPLOAD_ID.pattern}$", description="What POST /uploads gave: 32 hex digits.")]
 
 
-@router.post("/uploads", status_code=201, response_model=UploadCreated, responses=UNAVAILABLE)
+@router.post("/uploads", status_code=201, response_model=UploadCreated, responses={**UNAVAILABLE, **BODY_ERRORS})
 def create_upload(upload: UploadRequest, flow: UploadFlowDep, request: Request) -> UploadCreated:
     """Sign an upload straight to S3 (any size up to the S3 limit): POST the file to `upload.url` with `fields`."""
     given = upload.options.model_dump(exclude_unset=True, exclude_none=True)  # only what the client chose

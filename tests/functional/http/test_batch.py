@@ -203,7 +203,8 @@ def test_a_file_that_finds_the_queue_full_gets_429(make_client: Callable, busy_q
 def test_openapi_describes_the_batch(make_client: Callable) -> None:
     spec = make_client().get("/openapi.json").json()
     operation = spec["paths"]["/predict/batch"]["post"]
-    assert set(operation["responses"]) == {"200", "401", "413", "422", "503"}  # 401: with API_KEYS (test_auth)
+    assert set(operation["responses"]) == {"200", "400", "401", "413", "422", "503"}  # 401: with API_KEYS
+    assert operation["responses"]["503"]["headers"]["Retry-After"]["required"] is True
     assert set(operation["responses"]["200"]["content"]) == {"application/zip"}
     assert "results.json" in operation["responses"]["200"]["description"]
     assert [p["name"] for p in operation["parameters"]] == ["threshold", "alpha", "color", "output", "format",
@@ -211,3 +212,4 @@ def test_openapi_describes_the_batch(make_client: Callable) -> None:
     body = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].rpartition("/")[2]
     files = spec["components"]["schemas"][body]["properties"]["files"]
     assert files["type"] == "array" and spec["components"]["schemas"][body]["required"] == ["files"]
+    assert files["minItems"] == 1  # make api-fuzz: an empty batch is a 422, so the schema says so

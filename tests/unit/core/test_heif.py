@@ -8,7 +8,7 @@ import pytest
 from PIL import AvifImagePlugin, Image
 
 from app.core.cpus import usable_cpus
-from app.core.heif import ftyp_brands, heif_format
+from app.core.heif import ftyp_brands, heif_format, unreadable_item_strings
 
 
 def ftyp(major: bytes, *compatible: bytes, declared: int | None = None) -> bytes:
@@ -54,3 +54,36 @@ def test_heif_is_registered_to_decode_and_never_to_encode() -> None:
 
 def test_the_avif_decoder_uses_the_usable_cpus() -> None:
     assert AvifImagePlugin.DEFAULT_MAX_THREADS == usable_cpus()
+
+
+def infe(version: int, rest: bytes) -> bytes:
+    """An item info entry: version/flags, item_ID (32-bit from version 3), protection index, then ``rest``."""
+    body = bytes([version, 0, 0, 0]) + (b"\x00\x00\x00\x01" if version >= 3 else b"\x00\x01") + b"\x00\x00" + rest
+    return struct.pack(">I", 8 + len(body)) + b"infe" + body
+
+
+def heif_with_items(*entries: bytes, iinf_version: int = 0) -> bytes:
+    count = struct.pack(">H" if iinf_version == 0 else ">I", len(entries))
+    iinf_body = bytes([iinf_version, 0, 0, 0]) + count + b"".join(entries)
+    iinf = struct.pack(">I", 8 + len(iinf_body)) + b"iinf" + iinf_body
+    meta = struct.pack(">I", 12 + len(iinf)) + b"meta" + b"\x00" * 4 + iinf
+    return ftyp(b"heic", b"mif1")[:20] + meta
+
+
+# id: (file, whether pi-heif could not read one of its item strings)
+ITEM_STRINGS = {
+    "hevc-and-exif": (heif_with_items(infe(2, b"hvc1\x00"), infe(2, b"Exif\x00")), False),
+    "mime-xmp": (heif_with_items(infe(2, b"mime\x00application/rdf+xml\x00")), False),
+    "version-3-ids": (heif_with_items(infe(3, b"hvc1\x00"), iinf_version=1), False),
+    "unicode-name": (heif_with_items(infe(2, "hvc1caf\u00e9\x00".encode())), False),
+    "type-not-utf8": (heif_with_items(infe(2, b"E\x88\x96f\x00")), True),  # what make fuzz found
+    "name-not-utf8": (heif_with_items(infe(2, b"hvc1\xff\xfe\x00")), True),
+    "content-type-not-utf8": (heif_with_items(infe(2, b"mime\x00\xc3\x00")), True),
+    "version-0-name-not-utf8": (heif_with_items(infe(0, b"\x80\x00")), True),
+    "truncated-box": (heif_with_items(infe(2, b"E\x88\x96f\x00"))[:-3], False),  # left to libheif to refuse
+}
+
+
+@pytest.mark.parametrize(("data", "unreadable"), ITEM_STRINGS.values(), ids=ITEM_STRINGS.keys())
+def test_item_strings_pi_heif_cannot_read_are_found(data: bytes, unreadable: bool) -> None:
+    assert unreadable_item_strings(data) is unreadable

@@ -21,6 +21,7 @@ from app.core.settings import Settings
         ("255,59,48", (255, 59, 48)),
         ("0, 0, 255", (0, 0, 255)),
         ("255,255,255", (255, 255, 255)),
+        ("\t007 ,\n0,000\r", (7, 0, 0)),
     ],
 )
 def test_parse_color_accepts(text: str, expected: tuple[int, int, int]) -> None:
@@ -29,7 +30,8 @@ def test_parse_color_accepts(text: str, expected: tuple[int, int, int]) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "red", "#fff", "#ff3b3", "#ff3b300", "#gg0000", "256,0,0", "1,2", "1,2,3,4", "-1,0,0", "1.5,2,3", "#ff 3b30"],
+    ["", "red", "#fff", "#ff3b3", "#ff3b300", "#gg0000", "256,0,0", "1,2", "1,2,3,4", "-1,0,0", "1.5,2,3", "#ff 3b30",
+     "\u0663,\u0663,\u0663", "\xa0ff3b30", "1,2,3\u2003"],  # digits and spaces of other scripts (make api-fuzz)
 )
 def test_parse_color_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="is not '#rrggbb', 'rrggbb' or 'r,g,b'"):

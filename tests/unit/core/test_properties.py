@@ -13,6 +13,7 @@ Examples per test are bounded (the profile in tests/conftest.py); no deadline: s
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from app.core.encoding import mask_rle
 from app.core.imaging import DecodeLimits, ImageRejected, decode_image
 from app.core.model_holder import ModelHolder
 from app.core.naming import MAX_NAME_BYTES, sanitise_filename
-from app.core.options import Output, RenderOptions, format_color, parse_color
+from app.core.options import COLOR_PATTERN, Output, RenderOptions, format_color, parse_color
 from app.core.pipeline import render
 from app.core.settings import Settings
 from app.core.summary import Summary
@@ -155,12 +156,20 @@ def test_a_colour_round_trips_through_its_text(color: tuple[int, int, int]) -> N
     assert parse_color(",".join(map(str, color))) == color
 
 
-@given(text=st.text(max_size=40))
-def test_any_colour_text_parses_or_raises_value_error(text: str) -> None:
+COLOUR_TEXTS = st.one_of(st.text(max_size=40), st.from_regex(COLOR_PATTERN), st.text("0123456789abcdefABCDEF#, \t\xa0",
+                                                                                     max_size=14))
+
+
+@settings(max_examples=400)
+@given(text=COLOUR_TEXTS)
+def test_a_colour_parses_exactly_when_the_api_schema_says_it_may(text: str) -> None:
+    """COLOR_PATTERN is the OpenAPI document's word for the colour: it must accept what parse_color accepts."""
     try:
         color = parse_color(text)
     except ValueError:
+        assert re.fullmatch(COLOR_PATTERN, text) is None
         return
+    assert re.fullmatch(COLOR_PATTERN, text) is not None
     assert len(color) == 3 and all(0 <= channel <= 255 for channel in color)
 
 
