@@ -8,7 +8,8 @@
    Only those Pillow plugins ever parse the bytes: the others (PSD, FLI, DDS, EPS, ...)
    are attack surface with no use here (``UnsupportedFormat``, 415);
 3. the pixel count the header declares (``ImageTooLarge``, 413): for HEIF and AVIF the
-   container's ``ispe``, read before any tile is decoded;
+   container's ``ispe``, read before any tile is decoded; for GIF the canvas grown to the
+   first frame's extent, read before Pillow opens the file, which allocates it (``app.core.gif``);
 
 ``read_header`` runs these three checks alone and returns what they read (format, size; what
 ``app.core.budget`` estimates a request's memory from). ``decode_image`` then decodes the
@@ -42,6 +43,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from app.core.colour import rgb_profile
+from app.core.gif import gif_canvas
 from app.core.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
 
 if TYPE_CHECKING:
@@ -214,8 +216,11 @@ def decode_image(source: bytes | BinaryIO, limits: DecodeLimits) -> Image.Image:
 def _open_checked(upload: Upload, limits: DecodeLimits) -> ImageFile.ImageFile:
     """The image opened (its header read, no pixel decoded) once its bytes, format and pixel count pass."""
     _check_byte_size(upload.size, limits)
+    canvas = _gif_canvas(upload)
+    if canvas is not None:  # Pillow would allocate it while opening the file
+        _check_pixel_count(canvas, limits)
     image = _open_allowed(upload)
-    _check_pixel_count(image, limits)
+    _check_pixel_count(image.size, limits)
     return image
 
 
@@ -246,6 +251,16 @@ def _open_allowed(upload: Upload) -> ImageFile.ImageFile:
     if found in ALLOWED_FORMATS:
         raise CorruptImage(f"the file looks like {found} but its header is corrupt: send a valid image")
     raise UnsupportedFormat(f"{found} images are not accepted: send a {ACCEPTED} image")
+
+
+def _gif_canvas(upload: Upload) -> tuple[int, int] | None:
+    """A GIF's canvas (``app.core.gif``), None for other files. Its first frame may follow any amount of extension
+    data, so a GIF is read whole here (within the byte limit, checked before), the stream rewound."""
+    if gif_canvas(upload.head) is None:
+        return None
+    canvas = gif_canvas(upload.stream.read())
+    upload.stream.seek(0)
+    return canvas
 
 
 def _through_meta(upload: Upload) -> bytes:
@@ -281,8 +296,8 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def _check_pixel_count(image: Image.Image, limits: DecodeLimits) -> None:
-    width, height = image.size
+def _check_pixel_count(size: tuple[int, int], limits: DecodeLimits) -> None:
+    width, height = size
     if width * height > limits.max_pixels:
         raise ImageTooLarge(
             f"the image is {width}x{height} = {width * height} pixels, over the {limits.max_pixels}-pixel "
