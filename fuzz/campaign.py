@@ -47,7 +47,9 @@ def tiny_model(path: Path) -> Path:
 
 
 def run_target(target: str, seconds: int, model: Path, extra: list[str]) -> dict[str, object]:
-    """One ``fuzz.run`` process; its final statistics and what it found."""
+    """One ``fuzz.run`` process; its final statistics and what it found (inputs of earlier runs not counted)."""
+    crashes = RUNS / "crashes" / target
+    earlier = {path.name for path in crashes.glob("*")}
     command = [sys.executable, "-m", "fuzz.run", target, "--model", str(model), "--seconds", str(seconds), *extra]
     log = RUNS / f"{target}.log"
     with log.open("w") as output:
@@ -57,7 +59,7 @@ def run_target(target: str, seconds: int, model: Path, extra: list[str]) -> dict
     for name, pattern in STATS.items():
         values = pattern.findall(text)
         stats[name] = int(values[-1]) if values else None
-    stats["found"] = sorted(path.name for path in (RUNS / "crashes" / target).glob("*"))
+    stats["found"] = sorted(path.name for path in crashes.glob("*") if path.name not in earlier)
     return stats
 
 
