@@ -88,6 +88,10 @@ api-fuzz: $(VENV)/.dev-installed  ## Schemathesis on make serve's OpenAPI docume
 	mkdir -p runs/api-fuzz
 	API_FUZZ_EXAMPLES=$(EXAMPLES) API_FUZZ_REPORT=runs/api-fuzz $(PY) -m pytest tests/integration/test_api_schema.py -s --timeout=3600 $(ARGS)
 
+LOAD_SECONDS ?= 60
+load: $(VENV)/.dev-installed  ## Locust on a loopback server at 1x, 4x, 16x its workers, LOAD_SECONDS each -> runs/load/
+	$(PY) -m bench.load --seconds $(LOAD_SECONDS) --out runs/load $(ARGS)
+
 # --- files and folders on this machine (README: "Command line"). OUT defaults to runs/segment for this
 # verb only (target-specific: `make export` keeps requiring its own OUT).
 segment: OUT ?= runs/segment

@@ -44,6 +44,11 @@ def dry_run(*arguments: str) -> list[str]:
         ("lambda-memory", "-m scripts.lambda_memory"),
         ("serve-gpu", "-m uvicorn app.main:app --app-dir function --host 127.0.0.1 --port 8000"),
         ("gpu-check ARGS=--threads=1", "-m scripts.gpu_check --out runs/gpu_check.json --threads=1"),
+        ("fuzz SECONDS=120 ARGS=--targets=decode", "-m fuzz.campaign --seconds 120 --targets=decode"),
+        ("api-fuzz EXAMPLES=50", "API_FUZZ_EXAMPLES=50 API_FUZZ_REPORT=runs/api-fuzz .venv/bin/python -m pytest "
+         "tests/integration/test_api_schema.py -s --timeout=3600"),
+        ("load ARGS=--levels=1,16", "-m bench.load --seconds 60 --out runs/load --levels=1,16"),
+        ("load LOAD_SECONDS=300", "-m bench.load --seconds 300 --out runs/load"),
         ("build", "sam build"),
         ("deploy ARGS=--guided", "sam deploy --stack-name unet-segmentation --guided"),
     ],
