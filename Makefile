@@ -55,10 +55,11 @@ test: $(VENV)/.dev-installed  ## the whole suite: unit, functional, integration,
 	$(PY) -m pytest $(ARGS)
 
 # --- development
-lint: $(VENV)/.dev-installed  ## ruff, mypy and the import-linter contracts (the layers)
+lint: $(VENV)/.dev-installed  ## ruff, mypy, the import-linter contracts (the layers) and bandit over function/
 	$(VENV)/bin/ruff check . $(ARGS)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/bandit -q -r function
 
 bench: $(VENV)/.dev-installed  ## benchmarks -> bench/results.json and docs/benchmarks.md
 	$(PY) -m bench.run $(ARGS)

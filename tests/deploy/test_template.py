@@ -141,6 +141,44 @@ def test_least_privilege(template: dict[str, Any]) -> None:
     ]
 
 
+def every_statement(node: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """(where, statement) for every IAM policy statement anywhere under ``node``: roles, functions, bucket policy."""
+    if isinstance(node, list):
+        return [found for index, item in enumerate(node) for found in every_statement(item, f"{where}[{index}]")]
+    if not isinstance(node, dict):
+        return []
+    if isinstance(node.get("Statement"), list):
+        return [(f"{where}.Statement[{index}]", statement) for index, statement in enumerate(node["Statement"])]
+    return [found for name, value in node.items() for found in every_statement(value, f"{where}.{name}")]
+
+
+def as_strings(value: Any) -> list[str]:
+    """An Action or Resource as strings: one or a list; a Sub as its string, Ref and GetAtt as their JSON."""
+    items = value if isinstance(value, list) else [value]
+    return [item if isinstance(item, str) else item.get("Fn::Sub") or json.dumps(item) for item in items]
+
+
+# The only wildcards a resource may have: every key under one prefix of the stack's bucket, and every version
+# and alias of one function (``${UploadFunction.Arn}:*``, as Batch Operations invokes a qualified ARN).
+SCOPED_RESOURCES = (re.compile(rf"{re.escape(OBJECTS)}(/[^*]*\*)?"), re.compile(r"\$\{\w+\.Arn\}:\*"),
+                    re.compile(r"[^*]+"))
+
+
+def test_every_allow_names_its_actions_and_resources(template: dict[str, Any]) -> None:
+    found = every_statement(template["Resources"])
+    owners = sorted({where.split(".")[1] for where, _ in found})
+    assert owners == ["ApiFunction", "BatchOperationsRole", "BucketTlsOnlyPolicy", "UploadFunction"]  # all walked
+    allows = [(where, statement) for where, statement in found if statement["Effect"] == "Allow"]
+    assert len(allows) == len(found) - 2  # the bucket policy's TLS-only Deny and the outputs' Deny are the others
+    for where, statement in allows:
+        assert all("*" not in action for action in as_strings(statement["Action"])), where
+        if "Principal" in statement:  # a trust policy: who may assume the role, no resource
+            assert statement["Action"] == "sts:AssumeRole" and "Resource" not in statement, where
+            continue
+        for resource in as_strings(statement["Resource"]):
+            assert any(pattern.fullmatch(resource) for pattern in SCOPED_RESOURCES), (where, resource)
+
+
 @pytest.mark.parametrize(("prefix", "allowed"), [("", True), ("photos/", True), ("photos/2019/", True),
                                                  ("photos", False), ("*", False), ("a/*/", False)])
 def test_batch_sources_are_one_prefix_or_the_bucket(template: dict[str, Any], prefix: str, allowed: bool) -> None:

@@ -5,7 +5,9 @@ An S3 model is downloaded once per execution environment into ``cache_dir``
 file and ``os.replace`` so a half-written file is never loaded. The cache file is
 named after the bucket, key and ETag: a HEAD per init finds out whether the object
 changed, and a changed object is fetched again. ``expected_sha256``, when given,
-must match the file's bytes, or the model is refused.
+must match the file's bytes, or the model is refused. The cache directory must be this
+user's alone: a file planted in a shared one under the cache's predictable name would be
+served (bandit B108, CWE-377); /tmp on Lambda is the execution environment's own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,13 +85,23 @@ def _fetch_s3(uri: str, cache_dir: Path) -> LocalModel:
     try:
         client = get_s3_client()
         etag = client.head_object(Bucket=bucket, Key=key)["ETag"]
-        path = cache_dir / cache_file_name(bucket, key, etag)
+        path = private_directory(cache_dir) / cache_file_name(bucket, key, etag)
         if path.is_file():
             logger.info("model %s: reusing %s", uri, path)
             return LocalModel(path=path, sha256=file_sha256(path))
         return _download(client, (bucket, key, etag), path)
     except (BotoCoreError, ClientError) as error:
         raise ModelUnavailable(f"cannot fetch {uri} ({error}): check that it was published and is readable") from error
+
+
+def private_directory(directory: Path) -> Path:
+    """``directory``, created for this user alone if missing; refused if another user owns it or may write in it."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = directory.stat()
+    if status.st_uid != os.getuid() or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ModelUnavailable(f"{directory} is shared with other users (owner {status.st_uid}, mode "
+                               f"{stat.filemode(status.st_mode)}): set MODEL_CACHE_DIR to a directory of this user's")
+    return directory
 
 
 def cache_file_name(bucket: str, key: str, etag: str) -> str:
@@ -104,7 +117,6 @@ def _short_hash(text: str) -> str:
 def _download(client: Any, source: tuple[str, str, str], path: Path) -> LocalModel:
     """GET the object (only if it still has the ETag seen) into ``path`` atomically."""
     bucket, key, etag = source
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = client.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"]
     digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".part-", delete=False) as part:

@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     # The model: a local ONNX file or s3://bucket/key, optionally pinned to its sha256.
     MODEL_URI: str = Field(default_factory=default_model_uri)
     MODEL_SHA256: str | None = None
-    MODEL_CACHE_DIR: Path = Path("/tmp/models")  # Lambda's only writable disk is /tmp
+    # Lambda's only writable disk is /tmp. nosec B108: app.aws.model_store refuses a cache directory other users
+    # own or may write in, so nothing planted in a shared /tmp is served.
+    MODEL_CACHE_DIR: Path = Path("/tmp/models")  # nosec B108
     MODEL_RETRY_SECONDS: float = Field(default=5.0, gt=0)  # back-off before a failed load is retried
 
     # HTTP limits. Lambda carries 6 MB synchronously and base64 inflates binary bodies

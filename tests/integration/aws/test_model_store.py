@@ -146,3 +146,19 @@ def test_unreachable_s3_is_unavailable(s3: Any, monkeypatch: pytest.MonkeyPatch,
     get_s3_client.cache_clear()
     with pytest.raises(ModelUnavailable, match="Could not connect"):
         fetch_model(URI, None, tmp_path)
+
+
+def test_a_cache_directory_other_users_may_write_in_is_refused(published: str, tmp_path: Path) -> None:
+    # A model planted under the cache's predictable name would be served: only a directory of ours is used.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(ModelUnavailable, match=r"shared is shared with other users \(owner \d+, mode drwxrwxrwx\)"):
+        fetch_model(URI, published, shared)
+    assert list(shared.iterdir()) == []
+
+
+def test_a_missing_cache_directory_is_made_for_this_user_alone(published: str, tmp_path: Path) -> None:
+    cache = tmp_path / "a" / "models"
+    assert fetch_model(URI, published, cache).path.parent == cache
+    assert cache.stat().st_mode & 0o777 == 0o700
