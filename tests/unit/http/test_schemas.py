@@ -1,16 +1,18 @@
 """app.http.schemas: the query options use the core's ranges; /health serialises the model's contract;
-uploads declare the core's media types."""
+uploads declare the core's media types, and their options' schema the core's rules."""
 
 from __future__ import annotations
 
 from typing import Any, get_args
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
 from app.core.imaging import MEDIA_TYPES
 from app.core.model_contract import ModelInfo
-from app.http.schemas import Health, PredictOptions, UploadContentType
+from app.core.options import ImageFormat, Output, RenderOptions
+from app.http.schemas import Health, PredictOptions, UploadContentType, UploadOptions
 
 
 @pytest.mark.parametrize(
@@ -46,3 +48,17 @@ def test_health_serialises_the_contract_and_its_sha256() -> None:
 def test_an_upload_may_declare_every_media_type_the_core_decodes() -> None:
     assert get_args(UploadContentType) == MEDIA_TYPES
     assert {"image/heic", "image/heif", "image/avif"} <= set(MEDIA_TYPES)
+
+
+@pytest.mark.parametrize("output", get_args(Output))
+@pytest.mark.parametrize("fmt", get_args(ImageFormat))
+def test_the_upload_options_schema_refuses_what_the_options_refuse(output: str, fmt: str) -> None:
+    # Found by make api-fuzz: {"output": "cutout", "format": "jpeg"} passed the schema and got a 422.
+    schema = UploadOptions.model_json_schema()
+    valid = jsonschema.Draft202012Validator(schema).is_valid({"output": output, "format": fmt})
+    try:
+        RenderOptions(output=output, format=fmt)  # type: ignore[arg-type]
+    except ValidationError:
+        assert not valid
+    else:
+        assert valid
