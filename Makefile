@@ -13,7 +13,7 @@ STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: help serve serve-gpu gpu-check test lint bench train export evaluate ensemble quantize segment invoke \
-	lambda-size lambda-memory publish-model build deploy clean fuzz api-fuzz load
+	lambda-size lambda-memory publish-model build deploy clean fuzz api-fuzz load audit
 .DEFAULT_GOAL := help
 
 help:  ## this list
@@ -89,6 +89,10 @@ api-fuzz: $(VENV)/.dev-installed  ## Schemathesis on make serve's OpenAPI docume
 	mkdir -p runs/api-fuzz
 	API_FUZZ_EXAMPLES=$(EXAMPLES) API_FUZZ_REPORT=runs/api-fuzz $(PY) -m pytest tests/integration/test_api_schema.py -s --timeout=3600 $(ARGS)
 
+# Needs PyPI's advisory data (pypi.org) reachable; --strict fails on any package it could not look up.
+audit: $(VENV)/.dev-installed  ## known vulnerabilities of the pinned runtime requirements (pip-audit; docs/security.md)
+	$(VENV)/bin/pip-audit -r function/requirements.txt --no-deps --disable-pip --strict --progress-spinner off $(ARGS)
+
 LOAD_SECONDS ?= 60
 load: $(VENV)/.dev-installed  ## Locust on a loopback server at 1x, 4x, 16x its workers, LOAD_SECONDS each -> runs/load/
 	$(PY) -m bench.load --seconds $(LOAD_SECONDS) --out runs/load $(ARGS)
@@ -121,6 +125,6 @@ deploy:  ## the first time: make deploy ARGS=--guided
 	sam deploy --stack-name $(STACK) $(ARGS)
 
 clean:  ## remove the venv, caches and generated outputs (runs/, bench/out/, test artefacts)
-	rm -rf $(VENV) $(GPU_VENV) runs bench/out tests/_failures tests/_artifacts .pytest_cache .ruff_cache .mypy_cache \
+	rm -rf $(VENV) $(GPU_VENV) runs bench/out tests/_failures tests/_artifacts .pytest_cache .ruff_cache .mypy_cache .schemathesis \
 		.import_linter_cache .aws-sam build *.egg-info function/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

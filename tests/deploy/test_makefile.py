@@ -47,6 +47,7 @@ def dry_run(*arguments: str) -> list[str]:
         ("fuzz SECONDS=120 ARGS=--targets=decode", "-m fuzz.campaign --seconds 120 --targets=decode"),
         ("api-fuzz EXAMPLES=50", "API_FUZZ_EXAMPLES=50 API_FUZZ_REPORT=runs/api-fuzz .venv/bin/python -m pytest "
          "tests/integration/test_api_schema.py -s --timeout=3600"),
+        ("audit", "/pip-audit -r function/requirements.txt --no-deps --disable-pip --strict --progress-spinner off"),
         ("load ARGS=--levels=1,16", "-m bench.load --seconds 60 --out runs/load --levels=1,16"),
         ("load LOAD_SECONDS=300", "-m bench.load --seconds 300 --out runs/load"),
         ("build", "sam build"),
