@@ -128,3 +128,14 @@ def test_the_budget_section_has_one_row_per_burst() -> None:
     assert "| TIFF LZW | none (default) | 95.0 |  | 8x 200 | 114 | 717 | 60 |" in lines
     assert any(line.startswith("Goal, with the budget: every answer 200 or 429 and peak RSS <= 650 MB: met (worst "
                                "peak 512 MB") for line in lines)
+
+
+def test_corpus_memory_lists_the_files_of_the_corpora_that_exist(tmp_path: Path) -> None:
+    from bench.corpus_memory import corpus_files
+
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    for name in ("a/x.png", "a/deep/y.gif", "b.jpg"):
+        (tmp_path / name).write_bytes(b"0")
+    found = corpus_files([tmp_path / "a", tmp_path / "missing", tmp_path])
+    assert [path.relative_to(tmp_path).as_posix() for path in found] == [
+        "a/deep/y.gif", "a/x.png", "a/deep/y.gif", "a/x.png", "b.jpg"]
