@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,14 @@ def test_phone_photo_types_may_be_uploaded(make_client: Callable, signing_creden
     response = make_client(UPLOAD_BUCKET="bucket").post("/uploads", json={**REQUEST, "content_type": content_type})
     assert response.status_code == 201, response.text
     assert response.json()["upload"]["fields"]["Content-Type"] == content_type
+
+
+def test_upload_ids_are_random_uuids(make_client: Callable, signing_credentials: None) -> None:
+    """122 random bits (uuid4: the OS's CSPRNG), so no one finds another's upload by guessing its id."""
+    client = make_client(UPLOAD_BUCKET="bucket")
+    ids = [client.post("/uploads", json=REQUEST).json()["id"] for _ in range(20)]
+    assert len(set(ids)) == 20
+    assert all(uuid.UUID(hex=upload_id).version == 4 and uuid.UUID(hex=upload_id).hex == upload_id for upload_id in ids)
 
 
 @pytest.mark.parametrize("upload_id", ["abc", "A" * 32, "g" * 32, "a" * 33, "../" + "a" * 29])
