@@ -35,21 +35,22 @@ def found(target: str) -> list[Path]:
     return sorted((CORPUS / target).glob("[!.]*"))
 
 
-def build(target: str, tiny_model_path: Path, tiny_holder: ModelHolder, context: LambdaContext) -> targets.Target:
+def build(target: str, tiny_model_path: Path, tiny_holder: ModelHolder,
+          lambda_context: LambdaContext) -> targets.Target:
     segmenter = tiny_holder.get()
     if target == "decode":
         return targets.decode_target(segmenter)
     if target == "http_event":
         app = create_app(Settings(MODEL_URI=str(tiny_model_path)), tiny_holder, WorkQueue(workers=1, max_waiting=4))
-        return targets.http_event_target(app, context)
-    return targets.upload_event_target(segmenter, context)
+        return targets.http_event_target(app, lambda_context)
+    return targets.upload_event_target(segmenter, lambda_context)
 
 
 @pytest.mark.parametrize(("target", "path"), [(target, path) for target in TARGETS for path in found(target)],
                          ids=lambda value: value.name if isinstance(value, Path) else value)
 def test_found_inputs_are_handled(target: str, path: Path, tiny_model_path: Path, tiny_holder: ModelHolder,
-                                  context: LambdaContext) -> None:
-    build(target, tiny_model_path, tiny_holder, context)(path.read_bytes())
+                                  lambda_context: LambdaContext) -> None:
+    build(target, tiny_model_path, tiny_holder, lambda_context)(path.read_bytes())
 
 
 def test_every_target_has_a_corpus_folder() -> None:
@@ -66,20 +67,20 @@ def upload_handler(tiny_holder: ModelHolder) -> Any:
 
 @pytest.mark.parametrize("name", ["s3_event/record-without-object-key.json", "batch_event/task-without-s3key.json"])
 def test_malformed_upload_events_are_refused_not_retried(name: str, tiny_holder: ModelHolder,
-                                                         context: LambdaContext) -> None:
+                                                         lambda_context: LambdaContext) -> None:
     # Found by make fuzz: a KeyError out of the handler, so Lambda retried the event until the failure queue.
-    result = upload_handler(tiny_holder)(json.loads((CORPUS / name).read_bytes()), context)
+    result = upload_handler(tiny_holder)(json.loads((CORPUS / name).read_bytes()), lambda_context)
     assert (result["statusCode"], result["error"]) == (400, "UnsupportedEvent")
 
 
 def test_an_http_event_mangum_cannot_read_is_a_400(tiny_model_path: Path, tiny_holder: ModelHolder,
-                                                   context: LambdaContext) -> None:
+                                                   lambda_context: LambdaContext) -> None:
     # Found by make fuzz: binascii.Error out of Mangum (API Gateway would have answered 502).
     from app.aws.lambda_http import make_http_handler
 
     app = create_app(Settings(MODEL_URI=str(tiny_model_path)), tiny_holder, WorkQueue(workers=1, max_waiting=4))
     event = json.loads((CORPUS / "http_event" / "body-not-base64.json").read_bytes())
-    result = make_http_handler(app)(event, context)
+    result = make_http_handler(app)(event, lambda_context)
     assert (result["statusCode"], result["headers"]) == (400, {"content-type": "application/json"})
     assert json.loads(result["body"])["detail"] == (
         "the request could not be read (Error): send a well-formed HTTP request")

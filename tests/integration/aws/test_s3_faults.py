@@ -82,11 +82,12 @@ def objects(s3: Any, prefix: str = "") -> dict[str, bytes]:
 
 
 @pytest.fixture
-def clean_outputs(s3: Any, faults: FaultProxy, handler: LambdaHandler, context: LambdaContext) -> dict[str, bytes]:
+def clean_outputs(s3: Any, faults: FaultProxy, handler: LambdaHandler,
+                  lambda_context: LambdaContext) -> dict[str, bytes]:
     """The outputs of the sample upload processed once with no fault; the bucket left with the source only,
     the proxy with no request seen yet."""
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
-    handler(upload_event(), context)
+    handler(upload_event(), lambda_context)
     outputs = objects(s3, "overlays/")
     assert sorted(outputs) == OUTPUTS
     for key in outputs:
@@ -107,11 +108,12 @@ RETRIED = {  # id: (method, path, fault) that botocore's retries get past
 
 @pytest.mark.parametrize(("method", "path", "fault"), RETRIED.values(), ids=RETRIED)
 def test_throttling_and_500s_are_retried_in_place(
-    s3: Any, faults: FaultProxy, handler: LambdaHandler, context: LambdaContext, clean_outputs: dict[str, bytes],
+    s3: Any, faults: FaultProxy, handler: LambdaHandler, lambda_context: LambdaContext,
+    clean_outputs: dict[str, bytes],
     method: str, path: str, fault: Fault,
 ) -> None:
     faults.inject(method, path, fault, times=TOTAL_ATTEMPTS - 1)
-    [record] = handler(upload_event(), context)["records"]
+    [record] = handler(upload_event(), lambda_context)["records"]
     assert record["status"] == "processed"
     assert [seen.fault for seen in faults.seen(method, path)] == [fault, fault, None]  # two retries, then through
     assert objects(s3, "overlays/") == clean_outputs
@@ -131,28 +133,30 @@ LASTING = {  # id: (method, path, fault, times, attempts, what the handler raise
 
 @pytest.mark.parametrize(("method", "path", "fault", "times", "attempts", "raised"), LASTING.values(), ids=LASTING)
 def test_what_retries_cannot_fix_raises_and_the_redelivery_completes(
-    s3: Any, faults: FaultProxy, handler: LambdaHandler, context: LambdaContext, clean_outputs: dict[str, bytes],
+    s3: Any, faults: FaultProxy, handler: LambdaHandler, lambda_context: LambdaContext,
+    clean_outputs: dict[str, bytes],
     method: str, path: str, fault: Fault, times: int | None, attempts: int, raised: str,
 ) -> None:
     # GIVEN S3 failing one request of the run WHEN the event is delivered THEN the handler raises (Lambda retries)
     faults.inject(method, path, fault, times)
     with pytest.raises((ClientError, BotoCoreError), match=raised):
-        handler(upload_event(), context)
+        handler(upload_event(), lambda_context)
     assert [seen.fault for seen in faults.seen(method, path)] == [fault] * attempts
     # no summary: a poller still sees "pending", not a corrupt image "rejected"; the source is still there
     assert f"{STEM}.json" not in objects(s3, "overlays/")
     assert objects(s3, "uploads/") == {UPLOAD_KEY: SAMPLE_JPEG.read_bytes()}
     # WHEN Lambda delivers the event again, S3 healthy THEN every output is there, as a clean run leaves them
     faults.clear()
-    [record] = handler(upload_event(), context)["records"]
+    [record] = handler(upload_event(), lambda_context)["records"]
     assert record["status"] == "processed"
     assert objects(s3, "overlays/") == clean_outputs
 
 
 def test_the_summary_is_put_only_after_every_other_output(
-    s3: Any, faults: FaultProxy, handler: LambdaHandler, context: LambdaContext, clean_outputs: dict[str, bytes],
+    s3: Any, faults: FaultProxy, handler: LambdaHandler, lambda_context: LambdaContext,
+    clean_outputs: dict[str, bytes],
 ) -> None:
-    handler(upload_event(), context)
+    handler(upload_event(), lambda_context)
     puts = [seen.path.removeprefix(f"/{BUCKET}/") for seen in faults.requests if seen.method == "PUT"]
     assert puts == [f"{STEM}.mask.png", f"{STEM}.png", f"{STEM}.json"]
 
@@ -166,7 +170,8 @@ DELIVERIES = {  # id: the order in which S3 delivers the events of the first and
 
 @pytest.mark.parametrize("order", DELIVERIES.values(), ids=DELIVERIES)
 def test_duplicate_and_out_of_order_deliveries_give_the_same_objects(
-    s3: Any, faults: FaultProxy, handler: LambdaHandler, context: LambdaContext, clean_outputs: dict[str, bytes],
+    s3: Any, faults: FaultProxy, handler: LambdaHandler, lambda_context: LambdaContext,
+    clean_outputs: dict[str, bytes],
     order: tuple[str, ...],
 ) -> None:
     # GIVEN the key uploaded twice (a PNG, then the sample JPEG): two events, the object now the JPEG
@@ -174,7 +179,7 @@ def test_duplicate_and_out_of_order_deliveries_give_the_same_objects(
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
     # WHEN the events arrive in any order, any number of times THEN the outputs are the latest object's
     for _ in order:  # S3 events name the key, not the bytes: each delivery reads the object as it is now
-        handler(upload_event(), context)
+        handler(upload_event(), lambda_context)
     assert objects(s3, "overlays/") == clean_outputs
 
 
@@ -191,16 +196,17 @@ TASKS = {  # id: (method, path, fault, times, the task's result code)
 
 @pytest.mark.parametrize(("method", "path", "fault", "times", "code"), TASKS.values(), ids=TASKS)
 def test_a_batch_task_s3_fails_is_retried_not_failed_for_good(
-    s3: Any, faults: FaultProxy, handler: LambdaHandler, context: LambdaContext, clean_outputs: dict[str, bytes],
+    s3: Any, faults: FaultProxy, handler: LambdaHandler, lambda_context: LambdaContext,
+    clean_outputs: dict[str, bytes],
     method: str, path: str, fault: Fault, times: int | None, code: str,
 ) -> None:
     faults.inject(method, path, fault, times)
-    [result] = handler(batch_event(), context)["results"]
+    [result] = handler(batch_event(), lambda_context)["results"]
     assert result["resultCode"] == code, result["resultString"]
     assert (f"{STEM}.json" in objects(s3, "overlays/")) == (code == "Succeeded")  # the summary means done
     # WHEN Batch Operations retries the task (or a job runs it again) THEN the same objects as a clean run
     faults.clear()
-    [again] = handler(batch_event(), context)["results"]
+    [again] = handler(batch_event(), lambda_context)["results"]
     assert again["resultCode"] == "Succeeded"
     assert objects(s3, "overlays/") == clean_outputs
     assert objects(s3, "uploads/") == {UPLOAD_KEY: SAMPLE_JPEG.read_bytes()}
@@ -218,10 +224,11 @@ RESULTS = {  # id: (method, path, fault, times, status)
 
 @pytest.mark.parametrize(("method", "path", "fault", "times", "status"), RESULTS.values(), ids=RESULTS)
 def test_results_answer_503_with_retry_after_while_s3_fails(
-    s3: Any, faults: FaultProxy, handler: LambdaHandler, context: LambdaContext, clean_outputs: dict[str, bytes],
+    s3: Any, faults: FaultProxy, handler: LambdaHandler, lambda_context: LambdaContext,
+    clean_outputs: dict[str, bytes],
     make_client: Callable[..., Any], method: str, path: str, fault: Fault, times: int | None, status: int,
 ) -> None:
-    handler(upload_event(), context)
+    handler(upload_event(), lambda_context)
     client = make_client(UPLOAD_BUCKET=BUCKET)
     faults.inject(method, path, fault, times)
     response = client.get(f"/results/{UPLOAD_ID}")
