@@ -153,6 +153,9 @@ class S3Trigger:
             response["Body"].close()
             raise SourceUnusable(f"{size} bytes is over the {self.limits.max_bytes}-byte limit (S3_MAX_UPLOAD_BYTES)",
                                  metadata.get(OWNER_METADATA))
+        # Read whole here, not streamed into the decoder: a body cut off before its Content-Length raises now
+        # (botocore's IncompleteRead), so the event is retried instead of the image ending "rejected" as corrupt
+        # (tests/integration/aws/test_s3_faults.py).
         return StoredImage(response["Body"].read(), metadata)
 
     def _options(self, stored: StoredImage, job_options: Mapping[str, Any]) -> RenderOptions:
