@@ -390,6 +390,9 @@ def value_range(values: np.ndarray, mode: str) -> tuple[float, float]:
 def scale_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """Linear map of low..high onto 0..255, rounded; NaN becomes 0, values outside are clipped."""
     span = high - low
-    scale = np.float32(255.0 / span) if span > 0 else np.float32(0.0)
-    scaled = (np.nan_to_num(values.astype(np.float32), nan=low) - np.float32(low)) * scale
-    return np.rint(np.clip(scaled, 0.0, 255.0)).astype(np.uint8)
+    # float32 holds values up to 3.4e38 but not every difference of two: a wider span is computed in float64.
+    # Infinities take the range's ends first (clipping would give them those anyway), so nothing overflows.
+    dtype = np.float64 if span > float(np.finfo(np.float32).max) else np.float32
+    scale = dtype(255.0 / span) if span > 0 else dtype(0.0)
+    finite = np.nan_to_num(values.astype(dtype), nan=low, posinf=high, neginf=low)
+    return np.rint(np.clip((finite - dtype(low)) * scale, 0.0, 255.0)).astype(np.uint8)

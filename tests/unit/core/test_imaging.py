@@ -445,6 +445,11 @@ COLOUR_MODES = {
     "F-8bit-range": (lambda: grid("F", [0.0, 100.0, 255.0], "TIFF"), [BLACK, (100, 100, 100), WHITE]),
     "F-wide-range": (lambda: grid("F", [-2.0, 0.0, 2.0, float("nan")], "TIFF"),
                      [BLACK, (128, 128, 128), WHITE, BLACK]),
+    # A span wider than float32 holds, and infinities beside finite extremes: both overflowed float32 (a 500 under
+    # warnings-as-errors), found by the Hypothesis property test_predict_answers_any_upload_with_200_or_a_4xx.
+    "F-span-past-float32": (lambda: grid("F", [-3e38, 0.0, 3e38], "TIFF"), [BLACK, (128, 128, 128), WHITE]),
+    "F-infinities": (lambda: grid("F", [-1e38, 0.0, float("inf"), float("-inf")], "TIFF"),
+                     [BLACK, WHITE, WHITE, BLACK]),
 }
 
 
