@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from app.core.gif import gif_canvas
-from app.core.imaging import DecodeLimits, ImageTooLarge, decode_image
+from app.core.imaging import HEAD_BYTES, DecodeLimits, ImageTooLarge, decode_image
 from tests.support import REPO, encode, noise
 
 FOUND = REPO / "tests" / "corpus" / "fuzz" / "decode" / "gif-frame-far-beyond-its-screen.gif"
@@ -87,3 +87,17 @@ def test_a_gif_within_the_limit_still_decodes() -> None:
     assert decode_image(data, DecodeLimits(max_bytes=10**6, max_pixels=25 * 8)).size == (25, 8)
     with pytest.raises(ImageTooLarge, match="25x8 = 200 pixels, over the 199-pixel limit"):
         decode_image(data, DecodeLimits(max_bytes=10**6, max_pixels=199))
+
+
+def test_a_frame_past_the_head_of_a_streamed_upload_is_still_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The HTTP path decodes from the spooled upload: 8 KB of comment before the frame is no way around the check.
+    comment = b"!\xfe" + (b"\xff" + b"c" * 255) * 32 + b"\x00"  # one comment extension of 32 full sub-blocks
+    data = gif((4, 4), (0, 0, 60000, 60000), comment)
+    assert data.index(b",\x00\x00\x00\x00\x60\xea") > HEAD_BYTES
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("Image.open was called: the canvas should have been refused first")
+
+    monkeypatch.setattr(Image, "open", never)
+    with pytest.raises(ImageTooLarge, match="60000x60000 = 3600000000 pixels"):
+        decode_image(io.BytesIO(data), DecodeLimits(max_bytes=10**6, max_pixels=50_000_000))

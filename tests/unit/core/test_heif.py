@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import struct
 
 import pytest
 from PIL import AvifImagePlugin, Image
 
 from app.core.cpus import usable_cpus
-from app.core.heif import ftyp_brands, heif_format, unreadable_item_strings
+from app.core.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
+from app.core.imaging import HEAD_BYTES, CorruptImage, DecodeLimits, decode_image
 
 
 def ftyp(major: bytes, *compatible: bytes, declared: int | None = None) -> bytes:
@@ -87,3 +89,18 @@ ITEM_STRINGS = {
 @pytest.mark.parametrize(("data", "unreadable"), ITEM_STRINGS.values(), ids=ITEM_STRINGS.keys())
 def test_item_strings_pi_heif_cannot_read_are_found(data: bytes, unreadable: bool) -> None:
     assert unreadable_item_strings(data) is unreadable
+
+
+def test_meta_end_is_read_from_the_box_headers_in_the_head() -> None:
+    many = heif_with_items(*[infe(2, b"hvc1\x00")] * 400, infe(2, b"E\x88\x96f\x00"))  # ~8 KB of meta
+    assert len(many) > HEAD_BYTES and meta_end(many[:HEAD_BYTES]) == len(many)
+    assert meta_end(ftyp(b"heic", b"mif1")[:20] + struct.pack(">I", 0) + b"meta") is None  # "to the end of file"
+    assert meta_end(ftyp(b"heic", b"mif1")[:20]) is None  # no meta header in the head
+
+
+def test_a_bad_item_past_the_head_of_a_streamed_upload_is_still_refused() -> None:
+    # The HTTP path decodes from the spooled upload: the item check reads up to meta's end, not just the head.
+    many = heif_with_items(*[infe(2, b"hvc1\x00")] * 400, infe(2, b"E\x88\x96f\x00"))
+    assert not unreadable_item_strings(many[:HEAD_BYTES]) and unreadable_item_strings(many)
+    with pytest.raises(CorruptImage, match="item information is corrupt"):
+        decode_image(io.BytesIO(many), DecodeLimits(max_bytes=10**6, max_pixels=10**6))
