@@ -33,11 +33,10 @@ from bench import REPO
 from bench.bytes_per_pixel import encoders, photo
 from bench.memory import reset_peak, vmhwm_mb, vmrss_mb
 from bench.photo import photo_jpeg
-from bench.report import update_docs
+from bench.report import publish
 from bench.server import Server
 
 OUT = REPO / "bench" / "out"
-DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "budget.json"
 MODEL = REPO / "model" / "weights" / "unet-int8.onnx"  # the served default
 BUDGET_MB = 600  # issue 11's scenario
@@ -179,11 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = measure(args.megapixels, args.requests, args.budget_mb)
-    section = markdown(results)
-    if not args.no_write:
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        update_docs(DOCS, section, name="budget")
-    print(section)  # noqa: T201
+    publish(results, markdown(results), RESULTS, "budget", write=not args.no_write)
 
 
 if __name__ == "__main__":

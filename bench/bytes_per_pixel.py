@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -28,11 +27,10 @@ from PIL import Image
 from bench import REPO
 from bench.memory import reset_peak, vmhwm_mb, vmrss_mb
 from bench.photo import photo_jpeg
-from bench.report import update_docs
+from bench.report import publish
 from bench.server import Server
 
 OUT = REPO / "bench" / "out"
-DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "bytes_per_pixel.json"
 logger = logging.getLogger("bench.bytes_per_pixel")
 
@@ -108,11 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = measure(args.megapixels)
-    section = markdown(results)
-    if not args.no_write:
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        update_docs(DOCS, section, name="bytes_per_pixel")
-    print(section)  # noqa: T201
+    publish(results, markdown(results), RESULTS, "bytes_per_pixel", write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
 import pickle
@@ -31,11 +30,10 @@ from bench import REPO
 from bench.bytes_per_pixel import encoders
 from bench.memory import vmrss_mb
 from bench.photo import photo_jpeg
-from bench.report import update_docs
+from bench.report import publish
 from bench.server import Server, server_timing
 
 OUT = REPO / "bench" / "out"
-DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "bench" / "history.json"
 IDLE_SETTLE_S = 1.0  # the worker thread trims the heap after its answer is sent: let it finish
 logger = logging.getLogger("bench.history")
@@ -117,11 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = measure(args.rounds)
-    section = markdown(results)
-    if not args.no_write:
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        update_docs(DOCS, section, name="history")
-    print(section)  # noqa: T201
+    publish(results, markdown(results), RESULTS, "history", write=not args.no_write)
 
 
 if __name__ == "__main__":

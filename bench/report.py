@@ -165,3 +165,13 @@ def update_docs(path: Path, section: str, name: str = "") -> None:
         text = f"{text.rstrip()}\n\n{block}\n" if text else f"# Benchmarks\n\n{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def publish(results: dict[str, Any], section: str, results_path: Path, name: str, write: bool = True) -> None:
+    """A side benchmark's ending: its JSON and its named section of docs/benchmarks.md (unless ``write`` is
+    False), then the section on stdout."""
+    if write:
+        write_json(results, results_path)
+        update_docs(results_path.parents[1] / "docs" / "benchmarks.md", section, name=name)
+    print(section)  # noqa: T201
+
