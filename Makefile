@@ -12,7 +12,7 @@ EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help serve serve-gpu gpu-check test lint bench train export evaluate ensemble quantize segment invoke \
+.PHONY: help serve serve-gpu gpu-check test lint mutate bench train export evaluate ensemble quantize segment invoke \
 	lambda-size lambda-memory publish-model build deploy clean fuzz api-fuzz load audit
 .DEFAULT_GOAL := help
 
@@ -60,6 +60,11 @@ lint: $(VENV)/.dev-installed  ## ruff, mypy, the import-linter contracts (the la
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/bandit -q -r function
+
+# Mutation testing of the core and AWS packages (scripts/mutate.py says why in a workspace of its own);
+# make test runs a one-module smoke of the same configuration (tests/deploy/test_mutation.py).
+mutate: $(VENV)/.dev-installed  ## mutmut over the core and AWS modules -> docs/mutation.md (~1 h on 2 cores; ARGS=--max-children 1)
+	$(PY) -m scripts.mutate $(ARGS)
 
 bench: $(VENV)/.dev-installed  ## benchmarks -> bench/results.json and docs/benchmarks.md
 	$(PY) -m bench.run $(ARGS)

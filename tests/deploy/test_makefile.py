@@ -24,6 +24,7 @@ def dry_run(*arguments: str) -> list[str]:
         ("serve HOST=0.0.0.0 PORT=9000", "-m uvicorn app.main:app --app-dir function --host 0.0.0.0 --port 9000"),
         ("test ARGS=-x", "-m pytest -x"),
         ("bench ARGS=--quick", "-m bench.run --quick"),
+        ("mutate ARGS=--max-children=1", "-m scripts.mutate --max-children=1"),
         ("train ARGS=--epochs=1", "-m model.train --epochs=1"),
         ("export CKPT=a.pt OUT=b.onnx ARGS=--version=2.0.0", "-m model.export a.pt b.onnx --version=2.0.0"),
         ("evaluate ARGS=--limit=50", "-m model.evaluate model/weights/unet-int8.onnx --limit=50"),
