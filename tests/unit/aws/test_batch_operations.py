@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from app.aws.batch_operations import Task, TaskResult, batch_tasks, classify, job_options, response, task_bucket
+from app.aws.batch_operations import (
+    Task,
+    TaskResult,
+    batch_tasks,
+    classify,
+    failed,
+    job_options,
+    response,
+    task_bucket,
+)
 from app.aws.s3_trigger import StoredObject
 from app.core.model_holder import ModelNotReady
 from tests.support import BUCKET, load_event
@@ -111,3 +120,11 @@ def test_the_response_answers_every_task_in_the_events_schema() -> None:
         "results": [{"taskId": "a", "resultCode": "Succeeded", "resultString": "overlays/x.png"},
                     {"taskId": "b", "resultCode": "TemporaryFailure", "resultString": "slow"}],
     }
+
+
+def test_a_failed_task_is_logged_with_its_object_code_and_reason(caplog: pytest.LogCaptureFixture) -> None:
+    task = Task("t-1", StoredObject(BUCKET, "photos/cat.jpg"))
+    assert failed(task, "TemporaryFailure", "S3 is slow") == TaskResult("t-1", "TemporaryFailure", "S3 is slow")
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage()) == (
+        "WARNING", f"batch task t-1 s3://{BUCKET}/photos/cat.jpg: TemporaryFailure: S3 is slow")

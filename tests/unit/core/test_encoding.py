@@ -12,6 +12,7 @@ from pycocotools import mask as coco_mask
 
 from app.core.encoding import (
     QUALITY_STEPS,
+    Encoded,
     UnencodableResult,
     encode_document,
     encode_picture,
@@ -167,3 +168,7 @@ def test_the_pictures_profile_travels_into_the_file(image_format: str, mode: str
 def test_a_picture_without_a_profile_gets_none(image_format: str) -> None:
     encoded = encode_picture(smooth(33, 21), image_format, 90)  # type: ignore[arg-type]
     assert "icc_profile" not in Image.open(io.BytesIO(encoded.body)).info
+
+
+def test_a_document_is_compact_json_stored_as_json() -> None:
+    assert encode_document({"a": [1, 2], "b": "c"}) == Encoded(b'{"a":[1,2],"b":"c"}', "application/json", ".json")

@@ -22,7 +22,10 @@ from app.core.imaging import (
     UnsupportedFormat,
     decode_image,
     read_header,
+    scale_to_uint8,
     sniff_format,
+    to_8bit,
+    value_range,
 )
 from tests.samples import (
     DISPLAY_P3_ICC,
@@ -712,3 +715,52 @@ def test_read_header_refuses_as_decode_image_does(data: bytes, limits: DecodeLim
         decode_image(data, limits)
     assert header.value.detail == decode.value.detail
     assert header.value.detail.startswith(detail)
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("values", "mode", "expected"),
+    [
+        ([0, 100, 255], "I;16", (0.0, 65535.0)),  # 16-bit: always its nominal range, however dark
+        ([0, 1], "I", (0.0, 255.0)),  # 32-bit ints: the smallest nominal range that holds them, never 0..1
+        ([0, 300], "I", (0.0, 65535.0)),
+        ([-5, 5], "I", (-5.0, 5.0)),  # below 0: min..max
+        ([0.0, 0.5, 1.0], "F", (0.0, 1.0)),
+        ([0.0, 2.0], "F", (0.0, 255.0)),
+        ([-2.0, NAN, 2.0], "F", (-2.0, 2.0)),  # NaN ignored
+        ([NAN, NAN], "F", (0.0, 1.0)),  # nothing finite
+    ],
+)
+def test_value_range(values: list[float], mode: str, expected: tuple[float, float]) -> None:
+    assert value_range(np.array(values), mode) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "low", "high", "expected"),
+    [
+        ([0, 100, 200, 255], 0.0, 255.0, [0, 100, 200, 255]),
+        ([0, 32767, 51529, 65535], 0.0, 65535.0, [0, 127, 201, 255]),  # 51529 / 257 = 200.502: rounded up
+        ([-1000.0, -2.0, 2.0, 1000.0], -2.0, 2.0, [0, 0, 255, 255]),  # outside: clipped, never wrapped
+        ([-2.0, 0.0, NAN], -2.0, 2.0, [0, 128, 0]),  # NaN -> low
+        ([5.0, 7.0, 9.0], 7.0, 7.0, [0, 0, 0]),  # no span: all 0
+    ],
+)
+def test_scale_to_uint8(values: list[float], low: float, high: float, expected: list[int]) -> None:
+    assert scale_to_uint8(np.array(values), low, high).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("transparency", "mode", "pixels"),
+    [
+        (None, "L", [[0, 255]]),
+        (65535, "LA", [[[0, 255], [255, 0]]]),  # the grey level marked transparent: alpha 0 there
+        (b"\xff\xff", "L", [[0, 255]]),  # not a grey level: ignored
+        (True, "L", [[0, 255]]),  # a bool is no level either (True == 1)
+    ],
+)
+def test_to_8bit_keeps_a_transparent_grey_level_as_alpha(transparency: object, mode: str, pixels: list) -> None:
+    image = Image.fromarray(np.array([[0, 65535]], dtype=np.uint16))
+    if transparency is not None:
+        image.info["transparency"] = transparency
+    converted = to_8bit(image)
+    assert (converted.mode, np.asarray(converted).tolist()) == (mode, pixels)
