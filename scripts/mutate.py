@@ -2,6 +2,7 @@
 
     python -m scripts.mutate                      # make mutate: every module below (about 30 min on 2 cores)
     python -m scripts.mutate --max-children 1     # gentler on a shared machine
+    python -m scripts.mutate --retest             # after adding tests: only the last run's survivors again
     python -m scripts.mutate --module app/aws/keys.py --tests tests/unit/aws/test_s3_keys.py \\
         --workspace /tmp/m --report /tmp/m/mutation.md    # one module against one test file
 
@@ -19,6 +20,10 @@ install. In the workspace ``app/`` is at the top, ``mutants/app`` shadows ``func
 and the names match. Scores mean something only if mutants are really what the tests run:
 ``tests/deploy/test_mutation.py`` (in ``make test``) checks that every mutant of a small
 module is killed, which testing the unmutated code could never do.
+
+``--retest`` keeps the last run's workspace and verdicts and runs only the mutants it did not kill
+(or never ran: it also resumes an interrupted run) against the current tests; it refuses if a module
+changed since. Sound while tests are only added or tightened: a mutant killed before stays killed.
 
 Survivors that cannot change behaviour are listed with their reason in
 docs/mutation-equivalents.toml; the report marks every other survivor as unexplained.
@@ -85,6 +90,15 @@ DETECTED = ("killed", "timeout")  # mutmut's own score counts a mutant that hang
 log = logging.getLogger("mutate")
 
 
+@dataclass(frozen=True)
+class Run:
+    """How the verdicts were reached: mutmut's time, its workers, and for ``--retest`` how many it reran."""
+
+    seconds: float
+    workers: int
+    retested: int | None = None
+
+
 @dataclass
 class ModuleResult:
     """One module's mutants by mutmut's status, and its survivors (name -> diff)."""
@@ -146,10 +160,33 @@ def prepare_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[s
         (workspace / "shared").symlink_to(shared)
 
 
-def run_mutmut(workspace: Path, max_children: int) -> float:
-    """``mutmut run`` in the workspace; its seconds. Its progress goes to our stderr."""
+def refresh_workspace(workspace: Path, modules: Sequence[str]) -> list[str]:
+    """For ``--retest``: the current tests into the last run's workspace, mutmut's map of which test calls
+    what dropped (rebuilt with the new tests), and the mutants that run did not kill."""
+    for module in modules:
+        if (workspace / module).read_bytes() != (REPO / "function" / module).read_bytes():
+            raise SystemExit(f"{module} changed since the last run: run make mutate without --retest")
+    ignore = shutil.ignore_patterns("__pycache__", "_failures", "_artifacts")
+    for tests in (workspace / "tests", workspace / "mutants" / "tests"):
+        shutil.rmtree(tests)
+        shutil.copytree(REPO / "tests", tests, ignore=ignore)
+    (workspace / "mutants" / "mutmut-stats.json").unlink()
+    return [name for module in modules for name, status in statuses(workspace, module).items()
+            if status not in DETECTED]
+
+
+def statuses(workspace: Path, module: str) -> dict[str, str]:
+    """Each mutant of ``module`` and mutmut's status for it, from its per-file results (mutants/<module>.meta)."""
+    from mutmut.stats import status_by_exit_code  # mutmut's own names for its exit codes
+
+    meta = json.loads((workspace / "mutants" / f"{module}.meta").read_text())
+    return {name: status_by_exit_code[code] for name, code in meta["exit_code_by_key"].items()}
+
+
+def run_mutmut(workspace: Path, max_children: int, names: Sequence[str] = ()) -> float:
+    """``mutmut run`` in the workspace (only ``names``, if given); its seconds. Its progress goes to stderr."""
     started = time.monotonic()
-    command = [str(MUTMUT), "run", "--max-children", str(max_children)]
+    command = [str(MUTMUT), "run", "--max-children", str(max_children), *names]
     mutmut = subprocess.Popen(command, cwd=workspace, stdout=sys.stderr, start_new_session=True)
     try:
         returncode = mutmut.wait()
@@ -162,26 +199,25 @@ def run_mutmut(workspace: Path, max_children: int) -> float:
 
 
 def collect(workspace: Path, modules: Sequence[str]) -> list[ModuleResult]:
-    """Each module's statuses from mutmut's per-file results (mutants/<module>.meta), survivors with diffs."""
-    from mutmut.stats import status_by_exit_code  # mutmut's own names for its exit codes
-
+    """Each module's mutants by status, its survivors with their diffs."""
     results = []
     for module in modules:
-        meta = json.loads((workspace / "mutants" / f"{module}.meta").read_text())
         result = ModuleResult(module)
-        for name, exit_code in meta["exit_code_by_key"].items():
-            status = status_by_exit_code[exit_code]
+        for name, status in statuses(workspace, module).items():
             result.statuses[status] += 1
             if status not in DETECTED:
-                result.survivors[name] = diff_of(workspace, name)
+                result.survivors[name] = diff_of(workspace, module, name)
         results.append(result)
     return results
 
 
-def diff_of(workspace: Path, name: str) -> str:
-    """The mutant's change as a unified diff (``mutmut show``), without its header."""
-    shown = subprocess.run([str(MUTMUT), "show", name], cwd=workspace, capture_output=True, text=True, check=True)
-    lines = shown.stdout.splitlines()
+def diff_of(workspace: Path, module: str, name: str) -> str:
+    """The mutant's change as a unified diff (what ``mutmut show`` prints, in-process), without its header."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.utils.file_utils import change_cwd
+
+    with change_cwd(workspace):  # mutmut reads mutants/ relative to the working directory
+        lines = get_diff_for_mutant(name, path=module).splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("@@")), len(lines))
     return "\n".join(lines[start:])
 
@@ -264,13 +300,21 @@ def survivor_sections(results: Sequence[ModuleResult]) -> list[str]:
     return lines
 
 
-def report(results: Sequence[ModuleResult], seconds: float, max_children: int, previous: dict[str, Any]) -> str:
+def how_it_ran(run: Run, previous: dict[str, Any]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    took = f"{run.workers} workers, {run.seconds / 60:.1f} min"
+    if run.retested is not None:
+        took = (f"`--retest`: the {run.retested} mutants the run at {previous.get('commit')} did not kill, rerun "
+                f"against the current tests ({took}; that run: {previous.get('seconds', 0) / 60:.1f} min)")
+    return f"Generated by `make mutate` (scripts/mutate.py), not typed: {now}, commit {git_commit()}, " \
+           f"mutmut {mutmut_version()}, {took}."
+
+
+def report(results: Sequence[ModuleResult], run: Run, previous: dict[str, Any]) -> str:
     lines = [
         "# Mutation testing",
         "",
-        f"Generated by `make mutate` (scripts/mutate.py), not typed: {now}, commit {git_commit()}, "
-        f"mutmut {mutmut_version()}, {max_children} workers, {seconds / 60:.1f} min. ",
+        how_it_ran(run, previous),
         "mutmut changes the code one small step at a time and runs the tests that call what changed; a mutant",
         "the tests pass with (survived) is a behaviour no test checks. Score: killed and timed-out mutants over",
         f"all of a module's. Goal (issue 16): at least {GOAL:.0%} in each module, and every survivor either",
@@ -288,21 +332,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", action="append", help="a module to mutate (repeatable); default: all in scope")
     parser.add_argument("--tests", action="append", help="tests to run (repeatable); default: the fast suite")
     parser.add_argument("--max-children", type=int, default=2, help="mutants run at once (default: 2)")
+    parser.add_argument("--retest", action="store_true", help="rerun only the last run's survivors (see above)")
     parser.add_argument("--workspace", type=Path, default=WORKSPACE)
     parser.add_argument("--report", type=Path, default=REPORT)
     parser.add_argument("--json", type=Path, default=FIGURES, help="the figures as data (the next run reads them)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     modules, tests = args.module or list(MODULES), args.tests or list(TESTS)
-    # 1. workspace, 2. mutmut, 3. results, equivalents, report
-    prepare_workspace(args.workspace, modules, tests)
-    seconds = run_mutmut(args.workspace, args.max_children)
+    # 1. workspace (or the last run's, 2. mutmut, 3. results and equivalents, 4. report and figures
+    names = refresh_workspace(args.workspace, modules) if args.retest else []
+    if not args.retest:
+        prepare_workspace(args.workspace, modules, tests)
+    seconds = run_mutmut(args.workspace, args.max_children, names)
     results = collect(args.workspace, modules)
     match_equivalents(results, load_equivalents(EQUIVALENTS))
     previous = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    run = Run(seconds, args.max_children, len(names) if args.retest else None)
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(report(results, seconds, args.max_children, previous))
-    args.json.write_text(json.dumps(figures(results, seconds), indent=2) + "\n")
+    args.report.write_text(report(results, run, previous))
+    args.json.write_text(json.dumps(figures(results, run), indent=2) + "\n")
     for r in results:
         log.info("%-28s %4d mutants, %.1f%% killed, %d unexplained survivors", r.module, r.total, 100 * r.score,
                  len(r.unexplained))
@@ -310,9 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r.meets_goal() for r in results) else 1
 
 
-def figures(results: Sequence[ModuleResult], seconds: float) -> dict[str, object]:
+def figures(results: Sequence[ModuleResult], run: Run) -> dict[str, object]:
     """The run as data: per module, mutants by status, survivors and which are equivalent."""
-    return {"commit": git_commit(), "seconds": round(seconds, 1), "modules": {
+    return {"commit": git_commit(), "seconds": round(run.seconds, 1), "retested": run.retested, "modules": {
         r.module: {"statuses": dict(r.statuses), "score": round(r.score, 4), "survivors": sorted(r.survivors),
                    "equivalent": sorted(r.equivalent)} for r in results}}
 
