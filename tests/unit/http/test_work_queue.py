@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import pytest
 
 from app.core.budget import Estimate, MemoryBudget, OverBudget
+from app.core.cpus import usable_cpus
 from app.core.imaging import Header
+from app.core.settings import Settings
 from app.http.work_queue import QueueFull, WorkQueue
 
 T = TypeVar("T")
@@ -31,8 +33,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 def test_runs_work_on_a_worker_thread_and_returns_its_result() -> None:
     queue = WorkQueue(workers=2, max_waiting=0)
     loop_thread = threading.get_ident()
-    result, ran_on = run(queue.run(lambda: (42, threading.get_ident())))
-    assert result == 42 and ran_on != loop_thread
+    result, ran_on, name = run(queue.run(lambda: (42, threading.get_ident(), threading.current_thread().name)))
+    assert result == 42 and ran_on != loop_thread and name.startswith("predict_")  # named in thread dumps
     assert queue.admitted == 0
 
 
@@ -66,7 +68,9 @@ def test_beyond_workers_plus_queue_requests_are_refused_at_once(workers: int, ma
         held = [asyncio.ensure_future(queue.run(lambda i=i: release.wait(10) and i)) for i in range(capacity)]
         await until(lambda: queue.admitted == capacity)
         # WHEN one more arrives THEN it is refused without waiting
-        with pytest.raises(QueueFull, match=rf"{capacity} requests are running or waiting already \({workers} workers"):
+        full = rf"^{capacity} requests are running or waiting already \({workers} workers, {max_waiting} places in the "
+        full += r"queue\)$"
+        with pytest.raises(QueueFull, match=full):
             await queue.run(lambda: -1)
         admitted_when_full = queue.admitted
         release.set()
@@ -101,8 +105,9 @@ def test_a_slot_stays_taken_until_abandoned_work_really_ends() -> None:
 
 @pytest.mark.parametrize(("workers", "max_waiting"), [(0, 1), (1, -1)])
 def test_refuses_a_pool_that_cannot_work(workers: int, max_waiting: int) -> None:
-    with pytest.raises(ValueError, match="need workers >= 1"):
+    with pytest.raises(ValueError) as raised:
         WorkQueue(workers=workers, max_waiting=max_waiting)
+    assert str(raised.value) == f"need workers >= 1 and max_waiting >= 0, got {workers} and {max_waiting}"
 
 
 # --- with a memory budget ------------------------------------------------------------------------
@@ -247,3 +252,41 @@ def test_run_holding_cancelled_while_the_work_runs_lets_go_once_the_work_ends() 
 
     run(scenario())
     assert queue.admitted == 0
+
+
+
+@pytest.mark.parametrize(("concurrency", "workers"), [(3, 3), (None, usable_cpus())])
+def test_from_settings_takes_max_concurrency_or_the_usable_cpus(concurrency: int | None, workers: int) -> None:
+    queue = WorkQueue.from_settings(Settings(MAX_CONCURRENCY=concurrency, MAX_QUEUE=5))
+    assert (queue.workers, queue.capacity) == (workers, workers + 5)
+
+
+def test_a_closed_queue_refuses_work_and_frees_its_slot() -> None:
+    queue = WorkQueue(workers=1, max_waiting=0)
+    queue.close()
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        run(queue.run(lambda: 1))
+    assert queue.admitted == 0
+
+
+def test_closing_cancels_the_work_still_waiting() -> None:
+    queue, started, release, ended = WorkQueue(workers=1, max_waiting=1), *(threading.Event() for _ in range(3))
+
+    def first() -> str:
+        started.set()
+        release.wait(5)
+        ended.set()
+        return "done"
+
+    async def scenario() -> tuple[Any, ...]:
+        running = asyncio.ensure_future(queue.run(first))
+        await asyncio.to_thread(started.wait, 5)
+        waiting = asyncio.ensure_future(queue.run(lambda: "never"))
+        await asyncio.sleep(0)
+        queue.close()
+        ended_before_close_returned = ended.is_set()  # close does not wait for the running work
+        release.set()
+        return ended_before_close_returned, *await asyncio.gather(running, waiting, return_exceptions=True)
+
+    ended_early, finished, cancelled = run(scenario())
+    assert (ended_early, finished, type(cancelled)) == (False, "done", asyncio.CancelledError)
