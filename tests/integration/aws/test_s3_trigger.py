@@ -306,3 +306,29 @@ def test_unloadable_model_raises_on_s3_events(s3: Any, tmp_path: Path) -> None:
     with pytest.raises(ModelNotReady, match="no model file at"):
         trigger.handle(load_event("s3_put_upload.json"))
     assert keys_in(s3, "overlays/") == []
+
+
+NOT_A_LIST = """the upload's options are invalid ('["a list"]' is not a JSON object)"""
+
+
+@pytest.mark.parametrize(
+    ("limits", "options", "reason"),
+    [
+        ({"S3_MAX_UPLOAD_BYTES": 21_209}, None, "21210 bytes is over the 21209-byte limit (S3_MAX_UPLOAD_BYTES)"),
+        ({}, '["a list"]', NOT_A_LIST),
+        ({}, "not json", "the upload's options are invalid (Expecting value: line 1 column 1 (char 0))"),
+        ({"S3_MAX_PIXELS": 100_000}, None, "the image is 447x231 = 103257 pixels, over the 100000-pixel limit: "
+                                           "send a smaller image"),
+    ],
+    ids=["too-many-bytes", "options-not-an-object", "options-not-json", "too-many-pixels"],
+)
+def test_a_rejection_says_exactly_why_and_keeps_the_owner(
+    s3: Any, tiny_trigger: Any, limits: dict[str, int], options: str | None, reason: str
+) -> None:
+    metadata = {"owner": "key:abc", **({"options": options} if options is not None else {})}
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes(), Metadata=metadata)
+    [outcome] = tiny_trigger(**limits).handle(load_event("s3_put_upload.json"))
+    summary = json.loads(s3.get_object(Bucket=BUCKET, Key="overlays/my photo+1.jpg.json")["Body"].read())
+    assert (outcome.status, outcome.detail) == ("rejected", reason)
+    assert summary == {"status": "rejected", "reason": reason, "source": {"bucket": BUCKET, "key": UPLOAD_KEY},
+                       "owner": "key:abc"}
