@@ -263,7 +263,7 @@ def mutmut_version() -> str:
 
 def table(results: Sequence[ModuleResult], previous: dict[str, Any]) -> list[str]:
     """The per-module table: mutants by status, the score against the goal and the previous run's score."""
-    before = {module: f"{figures['score']:.1%}" for module, figures in previous.get("modules", {}).items()}
+    before = {module: previous_score(figures) for module, figures in previous.get("modules", {}).items()}
     lines = [f"| module | mutants | killed | timeout | survived | no tests | other | equivalent | score | "
              f"previous run ({previous.get('commit', 'none')}) | goal |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -298,6 +298,16 @@ def survivor_sections(results: Sequence[ModuleResult]) -> list[str]:
         if not shown:
             lines.append("None.")
     return lines
+
+
+def previous_score(figures: dict[str, Any]) -> str:
+    """A module's score in the previous run; over the mutants it reached if it was stopped before the end."""
+    statuses = figures["statuses"]
+    total, unrun = sum(statuses.values()), statuses.get("not checked", 0)
+    detected = sum(statuses.get(status, 0) for status in DETECTED)
+    if not unrun:
+        return f"{detected / total:.1%}" if total else ""
+    return f"{detected / (total - unrun):.1%} of {total - unrun} run" if total > unrun else "not run"
 
 
 def how_it_ran(run: Run, previous: dict[str, Any]) -> str:
@@ -338,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=FIGURES, help="the figures as data (the next run reads them)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill stops mutmut too (run_mutmut's finally)
     modules, tests = args.module or list(MODULES), args.tests or list(TESTS)
     # 1. workspace (or the last run's, 2. mutmut, 3. results and equivalents, 4. report and figures
     names = refresh_workspace(args.workspace, modules) if args.retest else []
