@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from PIL import Image, ImageCms
 
 from app.core.cpus import usable_cpus
 from app.core.model_contract import InvalidModel
-from app.core.segmenter import Segmenter, sigmoid, upsample_mask
+from app.core.segmenter import Segmenter, open_session, sigmoid, upsample_mask
 from tests.samples import DISPLAY_P3_ICC
 from tests.support import noise
 
@@ -90,6 +91,16 @@ def test_model_info_comes_from_the_metadata(tiny: Segmenter) -> None:
 def test_threads_default_to_the_usable_cpus(tiny_model_path: Path) -> None:
     assert Segmenter(tiny_model_path, "x").threads == usable_cpus()
     assert Segmenter(tiny_model_path, "x", threads=1).threads == 1
+
+
+def test_the_session_uses_the_threads_given_never_spins_and_plans_no_memory_pattern(tiny_model_path: Path) -> None:
+    session = open_session(tiny_model_path, threads=3)
+    options = session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads, options.execution_mode,
+            options.enable_mem_pattern) == (3, 1, ort.ExecutionMode.ORT_SEQUENTIAL, False)
+    assert [options.get_session_config_entry(f"session.{pool}.allow_spinning") for pool in ("intra_op", "inter_op")] \
+        == ["0", "0"]
+    assert session.get_providers() == ["CPUExecutionProvider"]
 
 
 # --- upsampling and the sigmoid, on logits we choose ------------------------------------------
