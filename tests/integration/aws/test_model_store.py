@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,55 @@ def test_a_missing_cache_directory_is_made_for_this_user_alone(published: str, t
     cache = tmp_path / "a" / "models"
     assert fetch_model(URI, published, cache).path.parent == cache
     assert cache.stat().st_mode & 0o777 == 0o700
+# --- what an operator reads: each message and log line whole ------------------------------------
+
+
+def test_a_wrong_sha_is_refused_with_what_to_do_and_logged(
+    tiny_model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sha, wrong = sha256_of(tiny_model_path), "0" * 64
+    with pytest.raises(ModelIntegrityError) as raised:
+        fetch_model(str(tiny_model_path), wrong, tmp_path)
+    assert str(raised.value) == (f"{tiny_model_path} has sha256 {sha} but MODEL_SHA256 is {wrong}: publish the "
+                                 "intended file again or fix MODEL_SHA256")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", f"model integrity check failed: refusing to serve {tiny_model_path} (sha256 {sha})")]
+
+
+def test_a_sha_with_spaces_and_capitals_is_the_same_sha(tiny_model_path: Path, tmp_path: Path) -> None:
+    sha = sha256_of(tiny_model_path)
+    assert fetch_model(str(tiny_model_path), f" {sha.upper()}\n", tmp_path).sha256 == sha
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket", "s3:///key.onnx"])
+def test_a_uri_naming_no_object_says_what_is_expected(uri: str) -> None:
+    with pytest.raises(ModelUnavailable) as raised:
+        parse_s3_uri(uri)
+    assert str(raised.value) == f"{uri!r} is not an S3 object URI: expected s3://bucket/key"
+
+
+def test_a_missing_local_file_says_what_to_set(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable) as raised:
+        fetch_model(str(tmp_path / "unet.onnx"), None, tmp_path)
+    assert str(raised.value) == f"no model file at {tmp_path / 'unet.onnx'}: set MODEL_URI to an ONNX file or " \
+                                "s3://bucket/key"
+
+
+def test_an_unpublished_model_says_what_to_check(s3: Any, tmp_path: Path) -> None:
+    uri = f"s3://{BUCKET}/models/never-published.onnx"
+    with pytest.raises(ModelUnavailable) as raised:
+        fetch_model(uri, None, tmp_path)
+    assert str(raised.value) == (f"cannot fetch {uri} (An error occurred (404) when calling the HeadObject operation: "
+                                 "Not Found): check that it was published and is readable")
+
+
+def test_downloads_and_reuses_are_logged_into_a_cache_made_on_first_use(
+    published: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.aws.model_store")
+    cache = tmp_path / "not" / "there"
+    first = fetch_model(URI, published, cache)
+    fetch_model(URI, published, cache)
+    assert first.path.parent == cache
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"model {URI}: downloaded to {first.path}"), ("INFO", f"model {URI}: reusing {first.path}")]
