@@ -83,11 +83,19 @@ PYTEST_ARGS = (
     # The checkout's model path is derived from app/'s location; in the workspace that is the link below.
     "--deselect", "tests/unit/core/test_settings.py::test_model_uri_defaults_to_the_bundled_model_of_this_checkout",
 )
+TINY_MODEL = "tiny.onnx"  # the tests' tiny model, exported once: ~6 s (torch) in each of thousands of runs
 # Read by the tests, never mutated: linked, not copied (model/weights is 38 MB).
 LINKED = ("model", "events", "scripts", "bench")
 DETECTED = ("killed", "timeout")  # mutmut's own score counts a mutant that hangs as caught
 
 log = logging.getLogger("mutate")
+
+
+def export_tiny_model(path: Path) -> None:
+    """tests.support's tiny model (imported here: torch only for this)."""
+    from tests.support import export_tiny_model as export
+
+    export(path)
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,7 @@ def prepare_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[s
     for name in LINKED:  # tests find them beside tests/ (mutants/), app's settings beside app/'s parent
         (workspace / "mutants" / name).symlink_to(REPO / name)
     (workspace / "model").symlink_to(REPO / "model")
+    export_tiny_model(workspace / TINY_MODEL)
     shared = REPO.parent / "shared"  # tests.support: the sample corpora beside the checkout
     if shared.is_dir():
         (workspace / "shared").symlink_to(shared)
@@ -171,6 +180,7 @@ def refresh_workspace(workspace: Path, modules: Sequence[str]) -> list[str]:
         shutil.rmtree(tests)
         shutil.copytree(REPO / "tests", tests, ignore=ignore)
     (workspace / "mutants" / "mutmut-stats.json").unlink()
+    export_tiny_model(workspace / TINY_MODEL)  # as the tests make it now
     return [name for module in modules for name, status in statuses(workspace, module).items()
             if status not in DETECTED]
 
@@ -187,7 +197,10 @@ def run_mutmut(workspace: Path, max_children: int, names: Sequence[str] = ()) ->
     """``mutmut run`` in the workspace (only ``names``, if given); its seconds. Its progress goes to stderr."""
     started = time.monotonic()
     command = [str(MUTMUT), "run", "--max-children", str(max_children), *names]
-    mutmut = subprocess.Popen(command, cwd=workspace, stdout=sys.stderr, start_new_session=True)
+    from tests.support import TINY_MODEL_VARIABLE
+
+    env = {**os.environ, TINY_MODEL_VARIABLE: str(workspace / TINY_MODEL)}  # not exported again in each run
+    mutmut = subprocess.Popen(command, cwd=workspace, env=env, stdout=sys.stderr, start_new_session=True)
     try:
         returncode = mutmut.wait()
     finally:  # Ctrl-C or a kill of this script: mutmut's fork server and its children go too

@@ -36,6 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     session-wide ``playwright`` fixture on, leaves an event loop running on the main thread until the session ends,
     so no later test could run one there (Mangum's handler, ``asyncio.run``)."""
     items.sort(key=lambda item: "playwright" in getattr(item, "fixturenames", ()))  # a stable sort
+from tests.support import TINY_MODEL_VARIABLE
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +49,11 @@ def bundled_model_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-wide UNet at 64x64, exported with the real exporter (parity verified): fast to run."""
+    """A 4-wide UNet at 64x64, exported with the real exporter (parity verified): fast to run. Made once per
+    session, or given by TINY_MODEL_PATH: make mutate exports it once for its thousands of short sessions."""
+    prebuilt = os.environ.get(TINY_MODEL_VARIABLE)
+    if prebuilt:
+        return Path(prebuilt)
     return export_tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
 
 
