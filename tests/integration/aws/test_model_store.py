@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
+from app.aws import model_store
 from app.aws.model_store import (
     LocalModel,
     ModelIntegrityError,
@@ -215,3 +217,26 @@ def test_downloads_and_reuses_are_logged_into_a_cache_made_on_first_use(
     assert first.path.parent == cache
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("INFO", f"model {URI}: downloaded to {first.path}"), ("INFO", f"model {URI}: reusing {first.path}")]
+
+
+class DroppedDownload:
+    """An S3 client whose GetObject body breaks after its first chunk (a connection lost mid-download)."""
+
+    def head_object(self, **_: Any) -> dict[str, str]:
+        return {"ETag": '"etag-1"'}
+
+    def get_object(self, **_: Any) -> dict[str, Any]:
+        return {"Body": self}
+
+    def iter_chunks(self, size: int) -> Any:
+        yield b"x" * size
+        raise ReadTimeoutError(endpoint_url="https://s3.amazonaws.com")
+
+
+def test_a_download_cut_off_leaves_no_partial_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(model_store, "get_s3_client", DroppedDownload)
+    with pytest.raises(ModelUnavailable) as raised:
+        fetch_model(URI, None, tmp_path)
+    assert str(raised.value) == (f"cannot fetch {URI} (Read timeout on endpoint URL: \"https://s3.amazonaws.com\"): "
+                                 "check that it was published and is readable")
+    assert list(tmp_path.iterdir()) == []

@@ -323,12 +323,15 @@ NOT_A_LIST = """the upload's options are invalid ('["a list"]' is not a JSON obj
     ids=["too-many-bytes", "options-not-an-object", "options-not-json", "too-many-pixels"],
 )
 def test_a_rejection_says_exactly_why_and_keeps_the_owner(
-    s3: Any, tiny_trigger: Any, limits: dict[str, int], options: str | None, reason: str
+    s3: Any, tiny_trigger: Any, limits: dict[str, int], options: str | None, reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     metadata = {"owner": "key:abc", **({"options": options} if options is not None else {})}
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes(), Metadata=metadata)
     [outcome] = tiny_trigger(**limits).handle(load_event("s3_put_upload.json"))
     summary = json.loads(s3.get_object(Bucket=BUCKET, Key="overlays/my photo+1.jpg.json")["Body"].read())
-    assert (outcome.status, outcome.detail) == ("rejected", reason)
+    assert (outcome.key, outcome.status, outcome.detail) == (UPLOAD_KEY, "rejected", reason)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "app.aws.s3_trigger"] == [
+        ("WARNING", f"skipping s3://{BUCKET}/{UPLOAD_KEY}: {reason}")]
     assert summary == {"status": "rejected", "reason": reason, "source": {"bucket": BUCKET, "key": UPLOAD_KEY},
                        "owner": "key:abc"}
