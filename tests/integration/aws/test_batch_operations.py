@@ -11,10 +11,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from app.aws.batch_operations import BatchOperations, Task
 from app.aws.lambda_s3 import make_upload_handler
 from app.aws.observability import LambdaHandler
 from app.aws.s3_client import get_s3_client
-from app.aws.s3_trigger import S3Trigger
+from app.aws.s3_trigger import S3Trigger, StoredObject
 from app.core.imaging import ACCEPTED
 from app.core.settings import Settings
 from app.runtime import build_holder
@@ -185,3 +186,12 @@ def test_invalid_job_options_fail_every_task(
     assert [code for _, code, _ in results(answer)] == ["PermanentFailure", "PermanentFailure"]
     assert all(detail.startswith("the job's userArguments are not valid options") for _, _, detail in results(answer))
     assert keys_in(s3, "overlays/") == []
+
+
+def test_a_succeeded_task_carries_its_inference_time(s3: Any, tiny_model_path: Path) -> None:
+    s3.put_object(Bucket=BUCKET, Key="photos/a.jpg", Body=SAMPLE_JPEG.read_bytes())
+    settings = Settings(MODEL_URI=str(tiny_model_path))
+    batch = BatchOperations(S3Trigger(get_s3_client, build_holder(settings), settings))
+    result = batch.run(Task("t0", StoredObject(BUCKET, "photos/a.jpg")), {})
+    assert (result.task_id, result.code, result.detail) == ("t0", "Succeeded", "overlays/photos/a.jpg.png")
+    assert isinstance(result.inference_ms, float) and result.inference_ms > 0  # the metric's value, not a speed

@@ -240,3 +240,12 @@ def test_a_download_cut_off_leaves_no_partial_file(monkeypatch: pytest.MonkeyPat
     assert str(raised.value) == (f"cannot fetch {URI} (Read timeout on endpoint URL: \"https://s3.amazonaws.com\"): "
                                  "check that it was published and is readable")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_same_key_in_two_buckets_is_two_cached_models(
+    s3: Any, published: str, tiny_model_path: Path, get_object_calls: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    s3.create_bucket(Bucket="another-bucket")
+    s3.upload_file(str(tiny_model_path), "another-bucket", KEY)  # the same bytes: the same ETag
+    first, second = fetch_model(URI, None, tmp_path), fetch_model(f"s3://another-bucket/{KEY}", None, tmp_path)
+    assert first.path != second.path and len(get_object_calls) == 2
