@@ -504,6 +504,11 @@ def test_unsupported_colour_mode_gets_415() -> None:
         (ftyp_only(b"avis", b"avis", b"msf1"), "AVIF"),
         (ftyp_only(b"mif1", b"mif1", b"avif"), "AVIF"),  # mif1 says "a HEIF image": the compatible avif decides
         (ftyp_only(b"isom", b"isom", b"mp41"), "ISO media ('isom' brand)"),
+        (ftyp_only(b"crx ", b"isom"), "ISO media ('crx' brand)"),  # the major brand (Canon CR3), stripped
+        (b"X<svg xmlns=", None),  # only a BOM and whitespace may come before the markup
+        (bytes([0x0A, 5, 1]), "PCX"),  # manufacturer 10, version 0-5, run-length encoding 1
+        (bytes([0x0A, 6, 1]), None),  # no such version
+        (bytes([0x0A, 5]), None),  # too short to tell
         (b"\x00\x00\x00\x18ftyp", None),  # the box's header without a brand
     ],
 )
