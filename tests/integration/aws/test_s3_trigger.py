@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,11 @@ def test_a_rejection_says_exactly_why_and_keeps_the_owner(
         ("WARNING", f"skipping s3://{BUCKET}/{UPLOAD_KEY}: {reason}")]
     assert summary == {"status": "rejected", "reason": reason, "source": {"bucket": BUCKET, "key": UPLOAD_KEY},
                        "owner": "key:abc"}
+
+
+def test_a_key_outside_uploads_is_skipped_with_a_log_line(tiny_trigger: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="app.aws.s3_trigger")
+    outcome = tiny_trigger().process(BUCKET, "overlays/x/cat.jpg.png")
+    assert (outcome.key, outcome.status, outcome.detail) == ("overlays/x/cat.jpg.png", "skipped", "not under uploads/")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"skipping s3://{BUCKET}/overlays/x/cat.jpg.png: only keys under uploads/ are processed")]

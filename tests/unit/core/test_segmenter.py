@@ -103,6 +103,43 @@ def test_the_session_uses_the_threads_given_never_spins_and_plans_no_memory_patt
     assert session.get_providers() == ["CPUExecutionProvider"]
 
 
+# onnxruntime's CPU wheel also has Azure's provider: a second provider to see that the list given is the one used
+# (left out, onnxruntime would use its default, the CPU's alone)
+AZURE_THEN_CPU = [("AzureExecutionProvider", {}), ("CPUExecutionProvider", {})]
+
+
+def test_the_session_and_the_segmenter_use_the_providers_given(tiny_model_path: Path) -> None:
+    assert "AzureExecutionProvider" in ort.get_available_providers(), "this test needs a second provider"
+    providers = ["AzureExecutionProvider", "CPUExecutionProvider"]
+    assert open_session(tiny_model_path, 1, AZURE_THEN_CPU).get_providers() == providers
+    assert Segmenter(tiny_model_path, "x", providers=AZURE_THEN_CPU).provider == "AzureExecutionProvider"
+
+
+def with_outputs(source: Path, target: Path, negated_first: bool) -> Path:
+    """The model with its output renamed "scores", or with a first output "negated" (-logits) before "logits"."""
+    model = onnx.load(str(source))
+    logits = model.graph.output[0]
+    if negated_first:
+        model.graph.node.append(onnx.helper.make_node("Neg", [logits.name], ["negated"]))
+        negated = onnx.helper.make_tensor_value_info("negated", logits.type.tensor_type.elem_type, None)
+        model.graph.output.insert(0, negated)
+    else:
+        for node in model.graph.node:
+            node.output[:] = ["scores" if name == logits.name else name for name in node.output]
+        logits.name = "scores"
+    onnx.save(model, str(target))
+    return target
+
+
+@pytest.mark.parametrize("negated_first", [False, True], ids=["output-named-otherwise", "logits-second"])
+def test_the_logits_output_is_found_by_name_else_the_first_is_used(
+    tiny: Segmenter, tiny_model_path: Path, tmp_path: Path, negated_first: bool
+) -> None:
+    changed = Segmenter(with_outputs(tiny_model_path, tmp_path / "changed.onnx", negated_first), "x")
+    image = noise(30, 20)
+    np.testing.assert_array_equal(changed.segment(image).mask, tiny.segment(image).mask)
+
+
 # --- upsampling and the sigmoid, on logits we choose ------------------------------------------
 
 
