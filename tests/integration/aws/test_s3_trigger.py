@@ -344,3 +344,23 @@ def test_a_key_outside_uploads_is_skipped_with_a_log_line(tiny_trigger: Any, cap
     assert (outcome.key, outcome.status, outcome.detail) == ("overlays/x/cat.jpg.png", "skipped", "not under uploads/")
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("INFO", f"skipping s3://{BUCKET}/overlays/x/cat.jpg.png: only keys under uploads/ are processed")]
+
+
+@pytest.mark.parametrize(
+    ("options", "types"),
+    [
+        ('{"output": "mask"}', {"mask.png": "image/png"}),  # the result is the mask: one object
+        ('{"output": "json"}', {"mask.png": "image/png"}),  # the summary is the result
+        ('{"format": "webp"}', {"mask.png": "image/png", "webp": "image/webp"}),
+    ],
+    ids=["mask", "json", "webp-overlay"],
+)
+def test_each_output_is_written_once_with_its_content_type(
+    s3: Any, tiny_trigger: Any, options: str, types: dict[str, str]
+) -> None:
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes(), Metadata={"options": options})
+    [outcome] = tiny_trigger().handle(load_event("s3_put_upload.json"))
+    written = {**types, "json": "application/json"}  # and the summary
+    expected = {f"overlays/my photo+1.jpg.{suffix}": content_type for suffix, content_type in written.items()}
+    assert outcome.status == "processed"
+    assert {key: s3.head_object(Bucket=BUCKET, Key=key)["ContentType"] for key in keys_in(s3, "overlays/")} == expected
