@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
+from pycocotools import mask as coco_mask
 
+from app.aws.s3_client import get_s3_client
 from app.aws.s3_trigger import S3Trigger
 from app.core.imaging import DecodeLimits, decode_image
 from app.core.model_holder import ModelNotReady
@@ -364,3 +366,43 @@ def test_each_output_is_written_once_with_its_content_type(
     expected = {f"overlays/my photo+1.jpg.{suffix}": content_type for suffix, content_type in written.items()}
     assert outcome.status == "processed"
     assert {key: s3.head_object(Bucket=BUCKET, Key=key)["ContentType"] for key in keys_in(s3, "overlays/")} == expected
+
+
+# pycocotools' decode (the reader we prove against, not our code) calls np.array(copy=False) the numpy 1 way.
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+def test_json_output_puts_the_masks_rle_in_the_summary(s3: Any, tiny_trigger: Any) -> None:
+    json_output = {"options": '{"output": "json"}'}
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes(), Metadata=json_output)
+    [outcome] = tiny_trigger().handle(load_event("s3_put_upload.json"))
+    stem = "overlays/my photo+1.jpg"
+    summary = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{stem}.json")["Body"].read())
+    rle = {"size": summary["mask_rle"]["size"], "counts": summary["mask_rle"]["counts"].encode()}
+    assert (outcome.detail, summary["outputs"]) == (f"{stem}.json", {"result": None, "mask": f"{stem}.mask.png"})
+    mask = np.asarray(read_image(s3, f"{stem}.mask.png")) == 255
+    assert np.array_equal(coco_mask.decode(rle).astype(bool), mask) and 0 < mask.sum() < mask.size
+
+
+class FailingGets:
+    """The app's S3 client, except that GetObject answers ``error``."""
+
+    def __init__(self, error: ClientError) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_s3_client(), name)
+
+    def get_object(self, **_: Any) -> Any:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ClientError({"Error": {"Code": "SlowDown", "Message": "m"}}, "GetObject"), ClientError({}, "GetObject")],
+    ids=["throttled", "no-error-code"],
+)
+def test_an_s3_error_that_is_not_gone_raises_for_a_retry(s3: Any, tiny_model_path: Path, error: ClientError) -> None:
+    settings = Settings(MODEL_URI=str(tiny_model_path))
+    trigger = S3Trigger(lambda: FailingGets(error), build_holder(settings), settings)
+    with pytest.raises(ClientError) as raised:
+        trigger.process(BUCKET, UPLOAD_KEY)
+    assert raised.value is error
