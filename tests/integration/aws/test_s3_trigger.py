@@ -370,7 +370,10 @@ def test_each_output_is_written_once_with_its_content_type(
 
 # pycocotools' decode (the reader we prove against, not our code) calls np.array(copy=False) the numpy 1 way.
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
-def test_json_output_puts_the_masks_rle_in_the_summary(s3: Any, tiny_trigger: Any) -> None:
+def test_json_output_puts_the_masks_rle_in_the_summary(
+    s3: Any, tiny_trigger: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.aws.s3_trigger")
     json_output = {"options": '{"output": "json"}'}
     s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes(), Metadata=json_output)
     [outcome] = tiny_trigger().handle(load_event("s3_put_upload.json"))
@@ -380,6 +383,7 @@ def test_json_output_puts_the_masks_rle_in_the_summary(s3: Any, tiny_trigger: An
     assert (outcome.detail, summary["outputs"]) == (f"{stem}.json", {"result": None, "mask": f"{stem}.mask.png"})
     mask = np.asarray(read_image(s3, f"{stem}.mask.png")) == 255
     assert np.array_equal(coco_mask.decode(rle).astype(bool), mask) and 0 < mask.sum() < mask.size
+    assert [r.getMessage() for r in caplog.records] == [f"segmented s3://{BUCKET}/{UPLOAD_KEY} -> {stem}.json"]
 
 
 class FailingGets:
