@@ -384,6 +384,8 @@ def test_json_output_puts_the_masks_rle_in_the_summary(
     mask = np.asarray(read_image(s3, f"{stem}.mask.png")) == 255
     assert np.array_equal(coco_mask.decode(rle).astype(bool), mask) and 0 < mask.sum() < mask.size
     assert [r.getMessage() for r in caplog.records] == [f"segmented s3://{BUCKET}/{UPLOAD_KEY} -> {stem}.json"]
+    # resize + infer + upsample, to a tenth of a millisecond (the InferenceLatency metric), not a speed
+    assert isinstance(outcome.inference_ms, float) and outcome.inference_ms == round(outcome.inference_ms, 1) > 0
 
 
 class FailingGets:

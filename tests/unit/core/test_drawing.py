@@ -62,7 +62,11 @@ def test_blend_with_empty_and_full_masks() -> None:
         (Image.new("RGBA", (4, 4)), np.ones((4, 4), bool), (0, 0, 0), 0.5, "needs an RGB image"),
         (Image.new("RGB", (4, 3)), np.ones((4, 3), bool), (0, 0, 0), 0.5, "does not match"),  # (w, h) swapped
         (Image.new("RGB", (4, 4)), np.ones((4, 4), bool), (0, 0, 0), 1.5, "outside 0..1"),
+        (Image.new("RGB", (4, 4)), np.ones((4, 4), bool), (0, 0, 0), -0.01, "outside 0..1"),
         (Image.new("RGB", (4, 4)), np.ones((4, 4), bool), (0, 0, 300), 0.5, "three channels of 0-255"),
+        (Image.new("RGB", (4, 4)), np.ones((4, 4), bool), (0, 0, 256), 0.5, "three channels of 0-255"),
+        (Image.new("RGB", (4, 4)), np.ones((4, 4), bool), (-1, 0, 0), 0.5, "three channels of 0-255"),
+        (Image.new("RGB", (4, 4)), np.ones((4, 4), bool), (0, 0, 0, 0), 0.5, "three channels of 0-255"),
     ],
 )
 def test_blend_refuses_bad_inputs(
