@@ -22,8 +22,9 @@ and the names match. Scores mean something only if mutants are really what the t
 module is killed, which testing the unmutated code could never do.
 
 ``--retest`` keeps the last run's workspace and verdicts and runs only the mutants it did not kill
-(or never ran: it also resumes an interrupted run) against the current tests; it refuses if a module
-changed since. Sound while tests are only added or tightened: a mutant killed before stays killed.
+(or never ran: it also resumes an interrupted run) against the current tests, and every mutant of a
+module that changed since. Sound while tests are only added or tightened: a mutant killed before by
+unchanged code stays killed.
 
 Survivors that cannot change behaviour are listed with their reason in
 docs/mutation-equivalents.toml; the report marks every other survivor as unexplained.
@@ -170,19 +171,36 @@ def prepare_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[s
 
 
 def refresh_workspace(workspace: Path, modules: Sequence[str]) -> list[str]:
-    """For ``--retest``: the current tests into the last run's workspace, mutmut's map of which test calls
-    what dropped (rebuilt with the new tests), and the mutants that run did not kill."""
-    for module in modules:
-        if (workspace / module).read_bytes() != (REPO / "function" / module).read_bytes():
-            raise SystemExit(f"{module} changed since the last run: run make mutate without --retest")
+    """For ``--retest``: the current code and tests into the last run's workspace, mutmut's map of which test
+    calls what dropped (rebuilt with the new tests); the mutants to run again: those that run did not kill,
+    and every mutant of a module that changed since (a constant's change moves no function's hash)."""
+    changed = refresh_code(workspace, modules)
     ignore = shutil.ignore_patterns("__pycache__", "_failures", "_artifacts")
     for tests in (workspace / "tests", workspace / "mutants" / "tests"):
         shutil.rmtree(tests)
         shutil.copytree(REPO / "tests", tests, ignore=ignore)
     (workspace / "mutants" / "mutmut-stats.json").unlink()
     export_tiny_model(workspace / TINY_MODEL)  # as the tests make it now
-    return [name for module in modules for name, status in statuses(workspace, module).items()
-            if status not in DETECTED]
+    survivors = [name for module in modules if module not in changed
+                 for name, status in statuses(workspace, module).items() if status not in DETECTED]
+    return survivors + [module.removesuffix(".py").replace("/", ".") + ".*" for module in changed]
+
+
+def refresh_code(workspace: Path, modules: Sequence[str]) -> list[str]:
+    """Copies what changed in function/app into the workspace: a module in scope for mutmut to mutate again,
+    any other file straight to where the tests import it (mutants/). Returns the changed modules in scope."""
+    changed = []
+    for source in sorted((REPO / "function" / "app").rglob("*.py")):
+        relative = source.relative_to(REPO / "function")
+        if (workspace / relative).is_file() and (workspace / relative).read_bytes() == source.read_bytes():
+            continue
+        targets = [workspace / relative] + ([] if str(relative) in modules else [workspace / "mutants" / relative])
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, target)  # a newer mtime: mutmut mutates it again
+        if str(relative) in modules:
+            changed.append(str(relative))
+    return changed
 
 
 def statuses(workspace: Path, module: str) -> dict[str, str]:

@@ -32,9 +32,10 @@ from app.core.summary import Summary
 MEDIA_TYPES: dict[ImageFormat, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 SUFFIXES: dict[ImageFormat, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 JSON_MEDIA_TYPE = "application/json"
-# The largest side each format can hold: JPEG's 16-bit header fields, libwebp's WEBP_MAX_DIMENSION
-# (https://developers.google.com/speed/webp/docs/riff_container). PNG's is 2^31 - 1.
-MAX_SIDE: dict[ImageFormat, int] = {"png": 2**31 - 1, "jpeg": 65_535, "webp": 16_383}
+# The largest side each format can hold: libjpeg's JPEG_MAX_DIMENSION (65500, under the 16-bit header
+# fields' 65535: Pillow fails "Maximum supported image dimension is 65500 pixels" past it), libwebp's
+# WEBP_MAX_DIMENSION (https://developers.google.com/speed/webp/docs/riff_container). PNG's is 2^31 - 1.
+MAX_SIDE: dict[ImageFormat, int] = {"png": 2**31 - 1, "jpeg": 65_500, "webp": 16_383}
 WEBP_METHOD = 4  # libwebp's speed/size trade-off, 0 (fast) to 6; 4 is its default (measured: docs/benchmarks.md)
 PROFILED_MODES = frozenset({"RGB", "RGBA"})  # pictures an RGB profile describes (never the "L" mask)
 # Lossy qualities when the caller names none: the first is the default (a photo's overlay looks like the

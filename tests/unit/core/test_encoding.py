@@ -70,14 +70,23 @@ def test_quality_trades_size_for_fidelity(image_format: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("image_format", "size", "limit"), [("webp", (16_384, 1), 16_383), ("jpeg", (1, 65_536), 65_535)]
+    ("image_format", "size", "limit"), [("webp", (16_384, 1), 16_383), ("jpeg", (1, 65_501), 65_500)]
 )
 def test_a_result_too_wide_for_the_format_is_a_422_naming_png(
     image_format: str, size: tuple[int, int], limit: int
 ) -> None:
-    with pytest.raises(UnencodableResult, match=f"holds at most {limit} pixels a side: ask for format=png") as raised:
+    with pytest.raises(UnencodableResult) as raised:
         encode_picture(Image.new("L", size), image_format, 80)  # type: ignore[arg-type]
-    assert raised.value.status_code == 422
+    assert (raised.value.status_code, str(raised.value)) == (422, (
+        f"the result is {size[0]}x{size[1]}; {image_format.upper()} holds at most {limit} pixels a side: "
+        "ask for format=png"))
+
+
+@pytest.mark.parametrize(("image_format", "size"), [("webp", (16_383, 1)), ("jpeg", (1, 65_500))])
+def test_a_result_as_wide_as_the_format_allows_is_encoded(image_format: str, size: tuple[int, int]) -> None:
+    encoded = encode_picture(Image.new("L", size), image_format, 80)  # type: ignore[arg-type]
+    with Image.open(io.BytesIO(encoded.body)) as image:
+        assert (image.format, image.size) == (image_format.upper(), size)
 
 
 def random_mask(height: int, width: int, seed: int) -> np.ndarray:

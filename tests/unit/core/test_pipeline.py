@@ -63,6 +63,11 @@ def test_bytes_in_overlay_and_mask_out_from_one_segmentation(tiny: Segmenter) ->
     assert list(rendered.timings_ms) == ["decode", "resize", "infer", "upsample", "mask", "encode", "blend"]
 
 
+def test_json_output_times_its_document(tiny: Segmenter) -> None:
+    rendered = render(tiny, encode(noise(20, 10)), LIMITS, RenderOptions(output="json"))
+    assert list(rendered.timings_ms) == ["decode", "resize", "infer", "upsample", "json", "encode"]
+
+
 def test_the_mask_is_the_segmenters_at_the_options_threshold(tiny: Segmenter) -> None:
     image = noise(50, 30, seed=2)
     for threshold in (0.2, 0.5, 0.8):
