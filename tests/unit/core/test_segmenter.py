@@ -154,6 +154,15 @@ def test_upsampled_mask_edge_lands_in_the_middle() -> None:
     assert not mask[:, :50].any() and mask[:, 50:].all()
 
 
+def test_a_tall_mask_is_upsampled_band_by_band_from_the_whole_source() -> None:
+    # GIVEN logits whose top half is foreground WHEN upsampled to 600 rows (three bands of 256 rows)
+    logits = np.full((4, 4), -6.0, dtype=np.float32)
+    logits[:2] = 6.0
+    mask = upsample_mask(logits, (10, 600), 0.5)
+    # THEN the edge lies across the middle once, not once in every band
+    assert mask.shape == (600, 10) and mask[:290].all() and not mask[310:].any()
+
+
 @pytest.mark.parametrize(("value", "expected"), [(8.0, True), (-8.0, False)])
 def test_uniform_logits_give_uniform_masks(value: float, expected: bool) -> None:
     mask = upsample_mask(np.full((4, 4), value, dtype=np.float32), (7, 5), 0.5)
