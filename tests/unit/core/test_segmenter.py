@@ -154,6 +154,14 @@ def test_upsampled_mask_edge_lands_in_the_middle() -> None:
     assert not mask[:, :50].any() and mask[:, 50:].all()
 
 
+def test_upsampling_is_pillows_bilinear_resize_of_the_probabilities() -> None:
+    logits = np.random.default_rng(3).uniform(-4, 4, (8, 8)).astype(np.float32)
+    probabilities = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+    expected = np.asarray(Image.fromarray(probabilities).resize((50, 30), Image.Resampling.BILINEAR)) >= 0.5
+    assert 0.2 < expected.mean() < 0.8
+    np.testing.assert_array_equal(upsample_mask(logits, (50, 30), 0.5), expected)
+
+
 def test_a_tall_mask_is_upsampled_band_by_band_from_the_whole_source() -> None:
     # GIVEN logits whose top half is foreground WHEN upsampled to 600 rows (three bands of 256 rows)
     logits = np.full((4, 4), -6.0, dtype=np.float32)
@@ -175,6 +183,8 @@ def test_sigmoid_is_stable_for_extreme_logits() -> None:
         values = sigmoid(np.array([-1000.0, -200.0, 0.0, 200.0, 1000.0], dtype=np.float32))
     assert values.dtype == np.float32
     assert values.tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    moderate = np.array([-3.0, -1.0, 1.0, 3.0], dtype=np.float32)
+    np.testing.assert_allclose(sigmoid(moderate), 1.0 / (1.0 + np.exp(-moderate.astype(np.float64))), rtol=1e-6)
 
 
 # --- models this server must refuse ------------------------------------------------------------
