@@ -21,6 +21,7 @@ from app.core.imaging import (
     ImageTooLarge,
     UnsupportedFormat,
     decode_image,
+    exif_orientation,
     read_header,
     scale_to_uint8,
     sniff_format,
@@ -769,3 +770,21 @@ def test_to_8bit_keeps_a_transparent_grey_level_as_alpha(transparency: object, m
         image.info["transparency"] = transparency
     converted = to_8bit(image)
     assert (converted.mode, np.asarray(converted).tolist()) == (mode, pixels)
+
+
+@pytest.mark.parametrize(("tag", "expected"), [(None, 1), (6, 6), (8, 8), (9, 1), (0, 1)])
+def test_exif_orientation_is_1_unless_a_valid_one_is_tagged(tag: int | None, expected: int) -> None:
+    image = Image.new("RGB", (2, 2))
+    if tag is not None:
+        image.getexif()[0x0112] = tag
+    assert exif_orientation(image) == expected
+
+
+def test_an_unreadable_exif_block_means_upright() -> None:
+    image = Image.new("RGB", (2, 2))
+
+    def broken() -> Image.Exif:
+        raise SyntaxError("not a TIFF file")  # what Pillow raises for a mangled EXIF header
+
+    image.getexif = broken  # type: ignore[method-assign]
+    assert exif_orientation(image) == 1
