@@ -63,6 +63,13 @@ def test_bytes_in_overlay_and_mask_out_from_one_segmentation(tiny: Segmenter) ->
     assert list(rendered.timings_ms) == ["decode", "resize", "infer", "upsample", "mask", "encode", "blend"]
 
 
+def test_the_result_names_the_provider_that_ran_the_model(tiny_model_path: Path) -> None:
+    providers = [("AzureExecutionProvider", {}), ("CPUExecutionProvider", {})]  # onnxruntime's CPU wheel has both
+    azure_first = Segmenter(tiny_model_path, "x", providers=providers)
+    rendered = render(azure_first, encode(noise(20, 10)), LIMITS, OPTIONS)
+    assert rendered.provider == "AzureExecutionProvider"  # the dataclass's default is the CPU's
+
+
 def test_json_output_times_its_document(tiny: Segmenter) -> None:
     rendered = render(tiny, encode(noise(20, 10)), LIMITS, RenderOptions(output="json"))
     assert list(rendered.timings_ms) == ["decode", "resize", "infer", "upsample", "json", "encode"]
