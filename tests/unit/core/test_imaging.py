@@ -93,6 +93,13 @@ def test_byte_limit_is_checked_first(size: int, limit: int, expected: type[Image
     assert raised.value.status_code == {ImageTooLarge: 413, CorruptImage: 400}[expected]
 
 
+def test_the_byte_limit_message_says_what_to_send() -> None:
+    with pytest.raises(ImageTooLarge) as raised:
+        decode_image(b"\x00" * 1001, DecodeLimits(max_bytes=1000, max_pixels=10**9))
+    assert raised.value.detail == ("the file is 1001 bytes, over the 1000-byte limit: send a smaller or more "
+                                   "compressed image")
+
+
 def test_file_of_exactly_the_byte_limit_is_decoded() -> None:
     data = encode(Image.new("RGB", (8, 8), (1, 2, 3)), "PNG")
     image = decode_image(data, DecodeLimits(max_bytes=len(data), max_pixels=64))
