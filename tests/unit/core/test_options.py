@@ -77,6 +77,7 @@ def test_with_overrides_replaces_only_what_is_given(overrides: dict[str, Any], c
         ({"threshold": 0.0}, "threshold"), ({"threshold": 1.0}, "threshold"), ({"threshold": -0.5}, "threshold"),
         ({"alpha": -0.01}, "alpha"), ({"alpha": 1.01}, "alpha"), ({"color": "red"}, "color"),
         ({"color": "256,0,0"}, "color"), ({"color": [1, 2]}, "color"), ({"output": "cutout-ish"}, "output"),
+        ({"color": [256, 0, 0]}, "color"), ({"color": [0, -1, 0]}, "color"), ({"color": [0, 0, 2.5]}, "color"),
         ({"unknown": 1}, "unknown"),
     ],
 )
