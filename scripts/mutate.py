@@ -73,6 +73,7 @@ TESTS = (
     "tests/integration/aws/test_s3_trigger.py", "tests/integration/aws/test_batch_operations.py",
     "tests/integration/aws/test_model_store.py", "tests/integration/aws/test_lambda_entries.py",
     "tests/integration/aws/test_upload_ownership.py", "tests/integration/aws/test_events.py",
+    "tests/integration/aws/test_upload_results.py",
 )
 PYTEST_ARGS = (
     "-p", "no:cacheprovider",
@@ -170,16 +171,18 @@ def prepare_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[s
         (workspace / "shared").symlink_to(shared)
 
 
-def refresh_workspace(workspace: Path, modules: Sequence[str]) -> list[str]:
+def refresh_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[str]) -> list[str]:
     """For ``--retest``: the current code and tests into the last run's workspace, mutmut's map of which test
     calls what dropped (rebuilt with the new tests); the mutants to run again: those that run did not kill,
     and every mutant of a module that changed since (a constant's change moves no function's hash)."""
     changed = refresh_code(workspace, modules)
+    pyproject = (REPO / "pyproject.toml").read_text()  # the test selection may have grown
+    (workspace / "pyproject.toml").write_text(pyproject + mutmut_config(modules, tests))
     ignore = shutil.ignore_patterns("__pycache__", "_failures", "_artifacts")
-    for tests in (workspace / "tests", workspace / "mutants" / "tests"):
-        shutil.rmtree(tests)
-        shutil.copytree(REPO / "tests", tests, ignore=ignore)
-    (workspace / "mutants" / "mutmut-stats.json").unlink()
+    for copy in (workspace / "tests", workspace / "mutants" / "tests"):
+        shutil.rmtree(copy)
+        shutil.copytree(REPO / "tests", copy, ignore=ignore)
+    (workspace / "mutants" / "mutmut-stats.json").unlink()  # no stats loaded: mutmut keeps every verdict
     export_tiny_model(workspace / TINY_MODEL)  # as the tests make it now
     survivors = [name for module in modules if module not in changed
                  for name, status in statuses(workspace, module).items() if status not in DETECTED]
@@ -382,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill stops mutmut too (run_mutmut's finally)
     modules, tests = args.module or list(MODULES), args.tests or list(TESTS)
     # 1. workspace (or the last run's, 2. mutmut, 3. results and equivalents, 4. report and figures
-    names = refresh_workspace(args.workspace, modules) if args.retest else []
+    names = refresh_workspace(args.workspace, modules, tests) if args.retest else []
     if not args.retest:
         prepare_workspace(args.workspace, modules, tests)
     seconds = run_mutmut(args.workspace, args.max_children, names)
