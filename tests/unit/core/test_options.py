@@ -90,3 +90,10 @@ def test_invalid_options_name_the_field(overrides: dict[str, Any], field: str) -
 def test_options_are_immutable() -> None:
     with pytest.raises(ValidationError):
         RenderOptions().alpha = 0.9  # type: ignore[misc]
+
+
+def test_a_colour_that_is_no_colour_says_what_a_colour_is() -> None:
+    with pytest.raises(ValidationError) as raised:
+        RenderOptions().with_overrides({"color": [1, 2]})
+    [error] = raised.value.errors()
+    assert error["msg"] == "Value error, colour [1, 2] is not '#rrggbb', 'rrggbb', 'r,g,b' or three channels of 0-255"
