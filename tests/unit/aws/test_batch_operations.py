@@ -105,7 +105,7 @@ def test_an_unexpected_error_is_logged_with_its_traceback(caplog: pytest.LogCapt
         raise bug
     except RuntimeError:  # classify runs in an except block: BatchOperations.run's
         classify(bug)
-    [record] = caplog.records
+    [record] = [r for r in caplog.records if r.name == "app.aws.batch_operations"]
     assert (record.levelname, record.getMessage()) == ("ERROR", "batch task failed unexpectedly")
     assert record.exc_info is not None and record.exc_info[1] is bug
 
@@ -125,6 +125,6 @@ def test_the_response_answers_every_task_in_the_events_schema() -> None:
 def test_a_failed_task_is_logged_with_its_object_code_and_reason(caplog: pytest.LogCaptureFixture) -> None:
     task = Task("t-1", StoredObject(BUCKET, "photos/cat.jpg"))
     assert failed(task, "TemporaryFailure", "S3 is slow") == TaskResult("t-1", "TemporaryFailure", "S3 is slow")
-    [record] = caplog.records
+    [record] = [r for r in caplog.records if r.name == "app.aws.batch_operations"]
     assert (record.levelname, record.getMessage()) == (
         "WARNING", f"batch task t-1 s3://{BUCKET}/photos/cat.jpg: TemporaryFailure: S3 is slow")
