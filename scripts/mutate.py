@@ -183,7 +183,7 @@ def refresh_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[s
     for copy in (workspace / "tests", workspace / "mutants" / "tests"):
         shutil.rmtree(copy)
         shutil.copytree(REPO / "tests", copy, ignore=ignore)
-    (workspace / "mutants" / "mutmut-stats.json").unlink()  # no stats loaded: mutmut keeps every verdict
+    (workspace / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # no stats: mutmut keeps every verdict
     export_tiny_model(workspace / TINY_MODEL)  # as the tests make it now
     survivors = [name for module in modules if module not in changed
                  for name, status in statuses(workspace, module).items() if status not in DETECTED]
