@@ -318,8 +318,9 @@ def table(results: Sequence[ModuleResult], previous: dict[str, Any]) -> list[str
 def survivor_sections(results: Sequence[ModuleResult]) -> list[str]:
     """Every survivor with its diff: the equivalent ones with their reason, then the unexplained ones."""
     lines: list[str] = []
-    for title, explained in (("Equivalent survivors (kept, with the reason)", True),
-                             ("Unexplained survivors (a test should kill them)", False)):
+    sections = (("Explained survivors: equivalent, or caught where mutmut does not look", True),
+                ("Unexplained survivors (a test should kill them)", False))
+    for title, explained in sections:
         lines += ["", f"## {title}", ""]
         shown = 0
         for r in results:
@@ -364,8 +365,9 @@ def report(results: Sequence[ModuleResult], run: Run, previous: dict[str, Any]) 
         "mutmut changes the code one small step at a time and runs the tests that call what changed; a mutant",
         "the tests pass with (survived) is a behaviour no test checks. Score: killed and timed-out mutants over",
         f"all of a module's. Goal (issue 16): at least {GOAL:.0%} in each module, and every survivor either",
-        "killed by a test or listed as equivalent in docs/mutation-equivalents.toml with the reason it cannot",
-        "change behaviour. \"no tests\": no selected test calls the function. \"other\": suspicious, segfault.",
+        "killed by a test or explained in docs/mutation-equivalents.toml: equivalent (it cannot change",
+        "behaviour), or caught in a way mutmut does not count (the test process aborts). \"no tests\": no",
+        "selected test calls the function. \"other\": mutmut's suspicious (a test process that died oddly).",
         "",
         *table(results, previous),
         *survivor_sections(results),

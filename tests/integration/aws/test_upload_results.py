@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -72,6 +74,7 @@ def test_json_output_has_a_mask_url_and_no_result_url(s3: Any, flow: UploadFlow)
 
 
 def test_the_post_pins_key_type_size_options_and_owner(s3: Any, flow: UploadFlow) -> None:
+    signed_at = time.time()
     upload = flow.create("my cat.jpg", "image/jpeg", {"format": "webp", "alpha": 0.3}, owner="key:abc")
     key = f"uploads/{upload.id}/my cat.jpg"
     policy = json.loads(base64.b64decode(upload.fields["policy"]))
@@ -82,19 +85,22 @@ def test_the_post_pins_key_type_size_options_and_owner(s3: Any, flow: UploadFlow
     assert [c for c in policy["conditions"] if not (isinstance(c, dict) and set(c) <= SIGNATURE_FIELDS)] == [
         {"Content-Type": "image/jpeg"}, {"x-amz-meta-options": '{"alpha":0.3,"format":"webp"}'},
         {"x-amz-meta-owner": "key:abc"}, ["content-length-range", 1, 1000], {"bucket": BUCKET}, {"key": key}]
+    expires = datetime.fromisoformat(policy["expiration"]).timestamp()  # the policy lasts the TTL (whole seconds)
+    assert signed_at + TTL_S - 2 <= expires <= time.time() + TTL_S + 2
 
 
 class FailingGets:
-    """The app's S3 client, except that GetObject answers ``code``."""
+    """The app's S3 client, except that GetObject answers ``code`` (None: an error without an Error entry)."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str | None) -> None:
         self.code = code
 
     def __getattr__(self, name: str) -> Any:
         return getattr(get_s3_client(), name)
 
     def get_object(self, **_: Any) -> Any:
-        raise ClientError({"Error": {"Code": self.code, "Message": "m"}}, "GetObject")  # type: ignore[arg-type]
+        response = {"Error": {"Code": self.code, "Message": "m"}} if self.code is not None else {}
+        raise ClientError(response, "GetObject")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("code", ["NoSuchKey", "404"])
@@ -104,13 +110,17 @@ def test_a_summary_not_found_is_pending(s3: Any, code: str) -> None:
     assert flow.result(UPLOAD_ID) == ResultState("pending")
 
 
-def test_other_s3_errors_make_the_flow_unavailable(s3: Any) -> None:
+@pytest.mark.parametrize(
+    ("code", "said"), [("InternalError", "An error occurred (InternalError) when calling the GetObject operation: m"),
+                       (None, "An error occurred (Unknown) when calling the GetObject operation: Unknown")],
+    ids=["internal-error", "no-error-entry"],
+)
+def test_other_s3_errors_make_the_flow_unavailable(s3: Any, code: str | None, said: str) -> None:
     s3.put_object(Bucket=BUCKET, Key=SOURCE, Body=b"jpeg")
-    flow = UploadFlow(lambda: FailingGets("InternalError"), BUCKET, ttl_s=TTL_S, max_bytes=1000)
+    flow = UploadFlow(lambda: FailingGets(code), BUCKET, ttl_s=TTL_S, max_bytes=1000)
     with pytest.raises(UploadFlowUnavailable) as raised:
         flow.result(UPLOAD_ID)
-    assert str(raised.value) == ("the upload flow cannot use S3 now (An error occurred (InternalError) when calling "
-                                 "the GetObject operation: m): retry shortly")
+    assert str(raised.value) == f"the upload flow cannot use S3 now ({said}): retry shortly"
 
 
 def test_a_done_summary_without_outputs_answers_done_without_urls(s3: Any, flow: UploadFlow) -> None:
