@@ -299,7 +299,7 @@ def mutmut_version() -> str:
 def table(results: Sequence[ModuleResult], previous: dict[str, Any]) -> list[str]:
     """The per-module table: mutants by status, the score against the goal and the previous run's score."""
     before = {module: previous_score(figures) for module, figures in previous.get("modules", {}).items()}
-    lines = [f"| module | mutants | killed | timeout | survived | no tests | other | equivalent | score | "
+    lines = [f"| module | mutants | killed | timeout | survived | no tests | other | explained | score | "
              f"previous run ({previous.get('commit', 'none')}) | goal |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
