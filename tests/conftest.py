@@ -21,7 +21,7 @@ from app.http.factory import create_app
 from app.http.work_queue import WorkQueue
 from app.runtime import build_holder
 from scripts.invoke import LambdaContext
-from tests.support import BUNDLED_MODEL, export_tiny_model
+from tests.support import BUNDLED_MODEL, TINY_MODEL_VARIABLE, export_tiny_model
 
 # Hypothesis (tests/unit/core/test_properties.py): no deadline (speed is make bench's business), nothing written
 # into the checkout, and in CI the same examples every run, so a red CI names a reproducible input.
@@ -36,7 +36,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     session-wide ``playwright`` fixture on, leaves an event loop running on the main thread until the session ends,
     so no later test could run one there (Mangum's handler, ``asyncio.run``)."""
     items.sort(key=lambda item: "playwright" in getattr(item, "fixturenames", ()))  # a stable sort
-from tests.support import TINY_MODEL_VARIABLE
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +47,6 @@ def bundled_model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 4-wide UNet at 64x64, exported with the real exporter (parity verified): fast to run."""
     """A 4-wide UNet at 64x64, exported with the real exporter (parity verified): fast to run. Made once per
     session, or given by TINY_MODEL_PATH: make mutate exports it once for its thousands of short sessions."""
     prebuilt = os.environ.get(TINY_MODEL_VARIABLE)

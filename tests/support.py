@@ -30,22 +30,6 @@ TINY_MODEL_VARIABLE = "TINY_MODEL_PATH"  # conftest's tiny_model_path: a file ma
 
 
 def export_tiny_model(path: Path) -> Path:
-    """A 4-wide UNet at 64x64 with seeded weights, exported with the real exporter: the tests' fast model."""
-    import torch
-
-    from model.export import export_onnx
-    from model.metadata import build_metadata
-    from model.preprocessing import Preprocessing
-    from model.unet import UNet, UNetConfig
-
-    torch.manual_seed(0)
-    prep = Preprocessing(height=64, width=64)
-    identity = {"model_name": "tiny-test-unet", "model_version": "0.0.1", "training_data": "untrained"}
-    export_onnx(UNet(UNetConfig(base_width=4)), prep, path, build_metadata(prep, identity, {}))
-    return path
-
-
-def export_tiny_model(path: Path) -> Path:
     """A 4-wide UNet at 64x64, exported with the real exporter (parity verified): fast to run. Needs torch."""
     import torch
 
