@@ -86,8 +86,8 @@ PYTEST_ARGS = (
     "--deselect", "tests/unit/core/test_settings.py::test_model_uri_defaults_to_the_bundled_model_of_this_checkout",
 )
 TINY_MODEL = "tiny.onnx"  # the tests' tiny model, exported once: ~6 s (torch) in each of thousands of runs
-# Read by the tests, never mutated: linked, not copied (model/weights is 38 MB).
-LINKED = ("model", "events", "scripts", "bench")
+# Read by the tests, never mutated: every other top-level folder is linked, not copied (model/weights is 38 MB).
+NOT_LINKED = frozenset({"function", "tests", "runs", "build"})  # app/ and tests/ are copied; the rest are outputs
 DETECTED = ("killed", "timeout")  # mutmut's own score counts a mutant that hangs as caught
 
 log = logging.getLogger("mutate")
@@ -163,8 +163,7 @@ def prepare_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[s
     pyproject = (REPO / "pyproject.toml").read_text()
     (workspace / "pyproject.toml").write_text(pyproject + mutmut_config(modules, tests))
     (workspace / "mutants").mkdir()
-    for name in LINKED:  # tests find them beside tests/ (mutants/), app's settings beside app/'s parent
-        (workspace / "mutants" / name).symlink_to(REPO / name)
+    link_folders(workspace)
     (workspace / "model").symlink_to(REPO / "model")
     export_tiny_model(workspace / TINY_MODEL)
     shared = REPO.parent / "shared"  # tests.support: the sample corpora beside the checkout
@@ -177,6 +176,7 @@ def refresh_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[s
     calls what dropped (rebuilt with the new tests); the mutants to run again: those that run did not kill,
     and every mutant of a module that changed since (a constant's change moves no function's hash)."""
     changed = refresh_code(workspace, modules)
+    link_folders(workspace)  # a folder the checkout has gained since
     pyproject = (REPO / "pyproject.toml").read_text()  # the test selection may have grown
     (workspace / "pyproject.toml").write_text(pyproject + mutmut_config(modules, tests))
     ignore = shutil.ignore_patterns("__pycache__", "_failures", "_artifacts")
@@ -213,6 +213,14 @@ def statuses(workspace: Path, module: str) -> dict[str, str]:
 
     meta = json.loads((workspace / "mutants" / f"{module}.meta").read_text())
     return {name: status_by_exit_code[code] for name, code in meta["exit_code_by_key"].items()}
+
+
+def link_folders(workspace: Path) -> None:
+    """The checkout's other folders (model, events, scripts, bench, ...) where the tests look: beside tests/."""
+    for folder in sorted(REPO.iterdir()):
+        link = workspace / "mutants" / folder.name
+        if folder.is_dir() and not folder.name.startswith(".") and folder.name not in NOT_LINKED and not link.exists():
+            link.symlink_to(folder)
 
 
 def run_mutmut(workspace: Path, max_children: int, names: Sequence[str] = ()) -> float:
