@@ -192,9 +192,12 @@ def refresh_workspace(workspace: Path, modules: Sequence[str], tests: Sequence[s
 
 def refresh_code(workspace: Path, modules: Sequence[str]) -> list[str]:
     """Copies what changed in function/app into the workspace: a module in scope for mutmut to mutate again,
-    any other file straight to where the tests import it (mutants/). Returns the changed modules in scope."""
+    any other file (code, the page's HTML) straight to where the tests import it (mutants/) too. Returns the
+    changed modules in scope."""
     changed = []
-    for source in sorted((REPO / "function" / "app").rglob("*.py")):
+    for source in sorted((REPO / "function" / "app").rglob("*")):
+        if not source.is_file() or "__pycache__" in source.parts:
+            continue
         relative = source.relative_to(REPO / "function")
         if (workspace / relative).is_file() and (workspace / relative).read_bytes() == source.read_bytes():
             continue
