@@ -418,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_once(args: argparse.Namespace, modules: list[str]) -> tuple[Run, dict[str, Any]]:
     """A full run in a fresh workspace, or a --retest in the last one; the previous run's figures."""
     tests = args.tests or list(TESTS)
+    if args.retest and not has_verdicts(args.workspace, modules):
+        log.warning("--retest: no earlier run's verdicts in %s (a fresh checkout?): a full run instead", args.workspace)
+        args.retest = False
     names = refresh_workspace(args.workspace, modules, tests) if args.retest else []
     if not args.retest:
         prepare_workspace(args.workspace, modules, tests)
@@ -426,6 +429,11 @@ def run_once(args: argparse.Namespace, modules: list[str]) -> tuple[Run, dict[st
     kept = earlier.get("total_seconds", earlier.get("seconds", 0.0)) if args.retest else 0.0
     run = Run(seconds, args.max_children, len(names) if args.retest else None, seconds + kept)
     return run, {"commit": earlier.get("commit"), "modules": earlier.get("modules", {})}
+
+
+def has_verdicts(workspace: Path, modules: Sequence[str]) -> bool:
+    """Whether an earlier run left mutmut's verdicts for every module in scope (what --retest builds on)."""
+    return all((workspace / "mutants" / f"{module}.meta").is_file() for module in modules)
 
 
 def last_run(path: Path) -> tuple[Run, dict[str, Any]]:

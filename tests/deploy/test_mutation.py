@@ -23,12 +23,14 @@ KEYS_DIFF = """@@ -1,3 +1,3 @@
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # ~15 s on a quiet 2-CPU machine
 def test_every_mutant_of_the_s3_keys_is_killed_by_their_tests(tmp_path: Path) -> None:
+    """Also --retest where no run has been (a fresh checkout): a full run instead, not a traceback."""
     report, figures = tmp_path / "mutation.md", tmp_path / "mutation.json"
-    command = [sys.executable, "-m", "scripts.mutate", "--module", "app/aws/keys.py",
+    command = [sys.executable, "-m", "scripts.mutate", "--retest", "--module", "app/aws/keys.py",
                "--tests", "tests/unit/aws/test_s3_keys.py", "--workspace", str(tmp_path / "workspace"),
                "--report", str(report), "--json", str(figures), "--max-children", "1"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "no earlier run's verdicts" in done.stderr
     keys = json.loads(figures.read_text())["modules"]["app/aws/keys.py"]
     assert keys["statuses"]["killed"] >= 40 and set(keys["statuses"]) == {"killed"}, keys
     assert "| `app/aws/keys.py` |" in report.read_text() and "100.0%" in report.read_text()
