@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 import zlib
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from app.core.imaging import (
     ImageRejected,
     ImageTooLarge,
     UnsupportedFormat,
+    Upload,
     decode_image,
     exif_orientation,
     read_header,
@@ -701,6 +703,7 @@ HEADER_CASES = {
     "declared-not-decoded": (lambda: png_declaring(7000, 5000), Header("PNG", 7000, 5000)),  # its pixels are absent
     "heic": (lambda: heic(Image.new("RGB", (32, 24))), Header("HEIF", 32, 24)),
     "avif": (lambda: avif(Image.new("RGB", (32, 24))), Header("AVIF", 32, 24)),
+    "bmp": (lambda: encode(Image.new("RGB", (30, 20)), "BMP"), Header("BMP", 30, 20)),  # Pillow says compression 0
 }
 
 
@@ -730,6 +733,7 @@ def test_read_header_refuses_as_decode_image_does(data: bytes, limits: DecodeLim
     assert header.value.detail == decode.value.detail
     assert header.value.detail.startswith(detail)
 NAN = float("nan")
+INF = float("inf")
 
 
 @pytest.mark.parametrize(
@@ -757,10 +761,43 @@ def test_value_range(values: list[float], mode: str, expected: tuple[float, floa
         ([-1000.0, -2.0, 2.0, 1000.0], -2.0, 2.0, [0, 0, 255, 255]),  # outside: clipped, never wrapped
         ([-2.0, 0.0, NAN], -2.0, 2.0, [0, 128, 0]),  # NaN -> low
         ([5.0, 7.0, 9.0], 7.0, 7.0, [0, 0, 0]),  # no span: all 0
+        # -inf beside a huge constant (no span): taken as low, not as -3.4e38, which minus 1e32 overflows float32
+        ([-INF, 1e32, INF], 1e32, 1e32, [0, 0, 0]),
     ],
 )
 def test_scale_to_uint8(values: list[float], low: float, high: float, expected: list[int]) -> None:
-    assert scale_to_uint8(np.array(values), low, high).tolist() == expected
+    with np.errstate(all="raise"):  # "nothing overflows": an overflow or a NaN from one fails here
+        assert scale_to_uint8(np.array(values), low, high).tolist() == expected
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("high", [1.0, FLOAT32_MAX], ids=["unit-range", "widest-float32-span"])
+def test_scale_to_uint8_computes_in_float32_whenever_the_span_fits_it(high: float) -> None:
+    # A float TIFF's pixels are scaled in float32 (half float64's temporaries: 40 MP is 160 MB less), up to and
+    # including a span of float32's largest value; numpy reports its arrays to tracemalloc.
+    values = np.zeros(1_000_000, dtype=np.float32)
+    values[-1] = high
+    tracemalloc.start()
+    try:
+        scaled = scale_to_uint8(values, 0.0, high)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (scaled[0], scaled[-1]) == (0, 255)
+    assert peak < 4 * values.nbytes  # float32: about 3.3x the input at its peak; float64 would need 6x
+
+
+@pytest.mark.parametrize("size", [0, 5, 17, 18, 19, 4096, 4097, 5000])
+def test_an_upload_holds_the_first_4096_and_last_18_bytes_of_bytes_and_streams_alike(size: int) -> None:
+    # the head (signatures, ftyp brands) and TGA's 18-byte footer; never the whole of a file it streams
+    data = bytes(range(256)) * 20
+    data = data[:size]
+    expected = (size, data[:4096], data[max(size - 18, 0):])
+    for source in (data, io.BytesIO(data)):
+        upload = Upload.of(source)
+        assert (upload.size, upload.head, upload.tail, upload.stream.tell()) == (*expected, 0)
 
 
 @pytest.mark.parametrize(
