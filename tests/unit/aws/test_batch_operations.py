@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
 from app.aws.batch_operations import (
     Task,
@@ -44,6 +44,10 @@ def test_tasks_and_job_options_of_each_schema(event: str, tasks: list[Task], opt
         ({"s3BucketArn": "arn:aws-cn:s3:::cn-bucket"}, "cn-bucket"),  # another partition
         ({"s3Bucket": "my-bucket"}, "my-bucket"),  # 2.0
         ({"s3Bucket": "two", "s3BucketArn": None}, "two"),
+        ({"s3Bucket": "", "s3BucketArn": "arn:aws:s3:::from-arn"}, "from-arn"),  # an empty name is no name
+        ({"s3Bucket": 7, "s3BucketArn": "arn:aws:s3:::from-arn"}, "from-arn"),  # nor is a number
+        ({}, ""),  # neither: S3 refuses the empty name (ParamValidationError, a PermanentFailure)
+        ({"s3BucketArn": 7}, ""),
     ],
 )
 def test_task_bucket(task: dict[str, Any], bucket: str) -> None:
@@ -93,6 +97,11 @@ def answered(code: str) -> str:
         (client_error("NoSuchBucket", 404), "PermanentFailure", answered("NoSuchBucket")),
         (client_error("InvalidObjectState", 403), "PermanentFailure", answered("InvalidObjectState")),  # Glacier
         (RuntimeError("a bug"), "PermanentFailure", "internal error (RuntimeError: a bug): it has been logged"),
+        (ParamValidationError(report='Invalid bucket name ""'), "PermanentFailure",
+         'the task names no valid S3 object (Parameter validation failed:\nInvalid bucket name "")'),
+        # no Error entry (a bare 503 from a proxy): the status decides
+        (ClientError({"ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject"), "TemporaryFailure",  # type: ignore[arg-type]
+         "S3 answered An error occurred (Unknown) when calling the GetObject operation: Unknown"),
     ],
 )
 def test_errors_are_classified(error: Exception, code: str, reason: str) -> None:

@@ -30,6 +30,10 @@ BATCH = load_event("s3_batch_operations_v2.json")
         ({**BATCH, "invocationSchemaVersion": "3.0"}, False, False, False),  # a schema we do not know
         ({**BATCH, "tasks": "not a list"}, False, False, False),
         ({key: value for key, value in BATCH.items() if key != "invocationId"}, False, False, False),
+        ({key: value for key, value in BATCH.items() if key != "job"}, False, False, True),  # job is optional
+        ({**BATCH, "job": "not an object"}, False, False, False),
+        ({**BATCH, "job": {**BATCH["job"], "userArguments": "not an object"}}, False, False, False),
+        ({**BATCH, "job": {"id": "j"}}, False, False, True),  # 1.0's job: no userArguments
         (load_event("sqs_message.json"), False, False, False),
         (load_event("eventbridge_scheduled.json"), False, False, False),
         ({"Records": []}, False, False, False),
@@ -41,8 +45,9 @@ BATCH = load_event("s3_batch_operations_v2.json")
         (None, False, False, False),
     ],
     ids=["http-v2", "rest-v1", "alb", "s3", "s3-batch", "batch-operations-1.0", "batch-operations-2.0",
-         "batch-unknown-schema", "batch-tasks-not-a-list", "batch-no-invocation-id", "sqs", "eventbridge",
-         "no-records", "mixed-records", "records-not-a-list", "empty", "list", "string", "null"],
+         "batch-unknown-schema", "batch-tasks-not-a-list", "batch-no-invocation-id", "batch-no-job",
+         "batch-job-not-an-object", "batch-user-arguments-not-an-object", "batch-job-without-arguments", "sqs",
+         "eventbridge", "no-records", "mixed-records", "records-not-a-list", "empty", "list", "string", "null"],
 )
 def test_each_function_recognises_its_events(event: Any, http: bool, s3: bool, batch: bool,
                                              main_thread_event_loop: None) -> None:

@@ -97,3 +97,12 @@ def test_a_colour_that_is_no_colour_says_what_a_colour_is() -> None:
         RenderOptions().with_overrides({"color": [1, 2]})
     [error] = raised.value.errors()
     assert error["msg"] == "Value error, colour [1, 2] is not '#rrggbb', 'rrggbb', 'r,g,b' or three channels of 0-255"
+
+
+@pytest.mark.parametrize(("field", "value"), [("threshold", True), ("alpha", False), ("quality", True)])
+def test_a_boolean_is_not_a_number_and_the_message_says_so(field: str, value: bool) -> None:
+    # pydantic alone would read true as 1 and false as 0; the API's schema says "number" (make api-fuzz)
+    with pytest.raises(ValidationError) as raised:
+        RenderOptions().with_overrides({field: value})
+    [error] = raised.value.errors()
+    assert (error["loc"], error["msg"]) == ((field,), f"Value error, {value!r} is not a number")

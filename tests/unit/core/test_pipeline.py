@@ -17,6 +17,7 @@ from app.core.options import RenderOptions
 from app.core.pipeline import render
 from app.core.segmenter import Segmenter
 from app.core.summary import BoundingBox, Summary
+from app.core.timing import Stopwatch
 from tests.samples import DISPLAY_P3_ICC, avif, heic, oriented
 from tests.support import PNG_SIGNATURE, encode, expected_overlay, noise
 
@@ -108,6 +109,32 @@ def test_rejections_propagate_before_any_inference(
     monkeypatch.setattr(tiny, "segment", lambda *_: pytest.fail("segmented a rejected image"))
     with pytest.raises(rejection):
         render(tiny, data, limits, OPTIONS)
+
+
+def segmented_noise(tiny: Segmenter) -> tuple[pipeline.Segmented, np.ndarray, np.ndarray]:
+    """A segmentation of a noise image as render makes it, with copies of its image and mask to compare against."""
+    image = noise(40, 30, seed=9)
+    mask = tiny.segment(image, 0.5).mask
+    return pipeline.Segmented(image, mask, Summary.of(mask), tiny.info), np.asarray(image).copy(), mask.copy()
+
+
+def test_the_mask_is_let_go_once_the_last_picture_is_drawn_and_not_before(tiny: Segmenter) -> None:
+    # GIVEN the overlay asked for and the mask beside it (the S3 trigger's pair): the overlay is drawn last
+    segmented, pixels, mask = segmented_noise(tiny)
+    requested = [("overlay", OPTIONS), ("mask", pipeline.FURTHER_OUTPUTS)]
+    overlay, mask_png = pipeline.make_outputs(segmented, requested, Stopwatch())
+    # THEN both were drawn from the whole mask, which is released afterwards: an empty 0x0 bool mask
+    assert np.array_equal(decoded(mask_png.body) == 255, mask)
+    assert np.array_equal(decoded(overlay.body), expected_overlay(pixels, mask, (0, 200, 255), 0.4))
+    assert (segmented.mask.shape, segmented.mask.dtype) == ((0, 0), np.dtype(bool))
+
+
+def test_one_output_made_alone_keeps_the_mask_unless_it_is_the_last(tiny: Segmenter) -> None:
+    segmented, _, mask = segmented_noise(tiny)
+    pipeline.make_output(segmented, "mask", pipeline.FURTHER_OUTPUTS, Stopwatch())
+    assert np.array_equal(segmented.mask, mask)
+    pipeline.make_output(segmented, "mask", pipeline.FURTHER_OUTPUTS, Stopwatch(), last=True)
+    assert segmented.mask.size == 0
 
 
 def test_each_render_gives_its_freed_memory_back(tiny: Segmenter, monkeypatch: pytest.MonkeyPatch) -> None:

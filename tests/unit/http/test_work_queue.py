@@ -254,6 +254,26 @@ def test_run_holding_cancelled_while_the_work_runs_lets_go_once_the_work_ends() 
     assert queue.admitted == 0
 
 
+def test_work_without_an_estimate_neither_reserves_nor_waits_for_memory() -> None:
+    # GIVEN the whole budget held by running work and a request waiting for 50 MB of it
+    queue, gate = WorkQueue(workers=2, max_waiting=2, memory=MemoryBudget(100 * MB)), Gate()
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(queue.run(gate, cost(100)))
+        await asyncio.to_thread(gate.started.wait, 5)
+        waiting = asyncio.ensure_future(queue.run(lambda: "waiting", cost(50)))
+        await until(lambda: queue.memory.waiting == 1)
+        # WHEN work comes without an estimate (a route that reads no header) THEN it runs at once, holding nothing
+        try:
+            reserved_while_running = await asyncio.wait_for(queue.run(lambda: queue.memory.reserved), timeout=5)
+            assert (reserved_while_running, queue.memory.waiting) == (100 * MB, 1)
+        finally:
+            gate.opened.set()
+        assert await asyncio.gather(first, waiting) == ["held", "waiting"]
+
+    run(scenario())
+    assert (queue.admitted, queue.memory.reserved) == (0, 0)
+
 
 @pytest.mark.parametrize(("concurrency", "workers"), [(3, 3), (None, usable_cpus())])
 def test_from_settings_takes_max_concurrency_or_the_usable_cpus(concurrency: int | None, workers: int) -> None:
