@@ -63,7 +63,7 @@ lint: $(VENV)/.dev-installed  ## ruff, mypy, the import-linter contracts (the la
 
 # Mutation testing of the core and AWS packages (scripts/mutate.py says why in a workspace of its own);
 # make test runs a one-module smoke of the same configuration (tests/deploy/test_mutation.py).
-mutate: $(VENV)/.dev-installed  ## mutmut over the core and AWS modules -> docs/mutation.md (~1 h on 2 cores; ARGS=--retest after adding tests)
+mutate: $(VENV)/.dev-installed  ## mutmut over the core and AWS modules -> docs/mutation.md (~30 min on 2 cores; ARGS=--retest after adding tests)
 	$(PY) -m scripts.mutate $(ARGS)
 
 bench: $(VENV)/.dev-installed  ## benchmarks -> bench/results.json and docs/benchmarks.md

@@ -24,7 +24,7 @@ module is killed, which testing the unmutated code could never do.
 ``--retest`` keeps the last run's workspace and verdicts and runs only the mutants it did not kill
 (or never ran: it also resumes an interrupted run) against the current tests, and every mutant of a
 module that changed since. Sound while tests are only added or tightened: a mutant killed before by
-unchanged code stays killed.
+unchanged code stays killed. Where no run has left its verdicts (a fresh checkout), it makes a full run instead.
 
 Survivors that cannot change behaviour are listed with their reason in
 docs/mutation-equivalents.toml; the report marks every other survivor as unexplained.
