@@ -104,23 +104,25 @@ def upload_event_target(segmenter: Segmenter, context: Any) -> Target:
     from app.aws.s3_trigger import S3Trigger
 
     s3 = MemoryS3(small_png())
-    handler = make_upload_handler(S3Trigger(lambda: s3, LoadedModel(segmenter), Settings()))
-
-    def target(data: bytes) -> None:
-        event = json_event(data)
-        if event is None:
-            return
-        result = handler(event, context)
-        assert isinstance(result, dict), result
-
-    return target
+    return event_target(make_upload_handler(S3Trigger(lambda: s3, LoadedModel(segmenter), Settings())), context)
 
 
 def http_event_target(app: Any, context: Any) -> Target:
     """A JSON event -> the HTTP function's handler: a response under 500, or a refusal."""
     from app.aws.lambda_http import make_http_handler
 
-    handler = make_http_handler(app)
+    return event_target(make_http_handler(app), context, status_under_500)
+
+
+def status_under_500(result: dict[str, Any]) -> None:
+    """An HTTP answer may refuse (4xx), never fail (5xx)."""
+    assert int(result.get("statusCode", 0)) < 500, result
+
+
+def event_target(handler: Callable[[Any, Any], Any], context: Any,
+                 check: Callable[[dict[str, Any]], None] = lambda result: None) -> Target:
+    """JSON bytes -> ``handler(event, context)``, which must return a dict that passes ``check``; bytes that are
+    no JSON document are dropped (Lambda only hands over parsed JSON)."""
 
     def target(data: bytes) -> None:
         event = json_event(data)
@@ -128,7 +130,7 @@ def http_event_target(app: Any, context: Any) -> Target:
             return
         result = handler(event, context)
         assert isinstance(result, dict), result
-        assert int(result.get("statusCode", 0)) < 500, result
+        check(result)
 
     return target
 

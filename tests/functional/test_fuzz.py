@@ -103,3 +103,25 @@ def test_a_heif_whose_item_type_is_not_utf8_is_a_400_not_a_segfault() -> None:
     with pytest.raises(CorruptImage) as refused:
         decode_image(data, targets.FUZZ_LIMITS)
     assert refused.value.detail == "the HEIF file's item information is corrupt: send a valid image"
+
+
+@pytest.mark.parametrize(
+    ("data", "answer", "caught"),
+    [
+        (b'{"a": 1}', {"statusCode": 200}, False),
+        (b'{"a": 1}', {"statusCode": 404}, False),  # a refusal is the service behaving
+        (b'{"a": 1}', {"statusCode": 500}, True),  # a 500 is the bug the http_event target looks for
+        (b'{"a": 1}', "not a dict", True),
+        (b"\xff not json", {"statusCode": 500}, False),  # dropped: Lambda hands over parsed JSON only
+    ],
+)
+def test_an_event_target_fails_on_what_breaks_the_contract(data: bytes, answer: Any, caught: bool) -> None:
+    calls: list[Any] = []
+    target = targets.event_target(lambda event, _: (calls.append(event), answer)[1], LambdaContext(),
+                                  targets.status_under_500)
+    if caught:
+        with pytest.raises(AssertionError):
+            target(data)
+    else:
+        target(data)
+    assert calls == ([] if data.startswith(b"\xff") else [{"a": 1}])
