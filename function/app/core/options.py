@@ -26,14 +26,14 @@ ImageFormat = Literal["png", "jpeg", "webp"]
 # "#ff3b30", "ff3b30" (a raw "#" in a URL starts the fragment, so clients often drop it) or "255,59,48".
 # ASCII only: Python's \d and \s would also take "٣,٣,٣" and no-break spaces, which the API's
 # schema (COLOR_PATTERN, the same syntax for OpenAPI clients) cannot say; found by make api-fuzz.
-SPACE = "[ \t\n\r\f\v]"
-CHANNEL = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|0?[1-9][0-9]|0{0,2}[0-9])"  # 0-255, up to 3 digits
-HEX_COLOR = re.compile(r"#?([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
-TRIPLE_COLOR = re.compile(f"{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL}")
-# What parse_color accepts, whole, as one regular expression (JSON Schema's and pydantic's dialects alike).
-COLOR_PATTERN = (f"^{SPACE}*(#?[0-9a-fA-F]{{6}}|{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL})"
-                 f"{SPACE}*$")
 ASCII_SPACE = " \t\n\r\f\v"
+SPACE = f"[{ASCII_SPACE}]"
+CHANNEL = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|0?[1-9][0-9]|0{0,2}[0-9])"  # 0-255, up to 3 digits
+TRIPLE = f"{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL}{SPACE}*,{SPACE}*{CHANNEL}"
+HEX_COLOR = re.compile(r"#?([0-9a-fA-F]{2})([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
+TRIPLE_COLOR = re.compile(TRIPLE)
+# What parse_color accepts, whole, as one regular expression (JSON Schema's and pydantic's dialects alike).
+COLOR_PATTERN = f"^{SPACE}*(#?[0-9a-fA-F]{{6}}|{TRIPLE}){SPACE}*$"
 DEFAULT_COLOR: Color = (255, 59, 48)  # "#ff3b30"
 DEFAULT_ALPHA = 0.5
 WITH_ALPHA: frozenset[ImageFormat] = frozenset({"png", "webp"})  # formats that can carry a cutout's transparency

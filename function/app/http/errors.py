@@ -28,7 +28,6 @@ BUSY_RETRY_AFTER_S = 1
 # The headers the OpenAPI document declares where they are sent (make api-fuzz checks each response against it).
 RETRY_AFTER_HEADER = {"Retry-After": {"description": "Whole seconds to wait before retrying, at least 1.",
                                       "required": True, "schema": {"type": "integer", "minimum": 1}}}
-UNREADABLE_BODY = "There was an error parsing the body"  # FastAPI's 400 for a body it cannot parse
 
 logger = logging.getLogger(__name__)
 
