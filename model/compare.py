@@ -1,6 +1,15 @@
 """Score several models on the same held-out images, interleaved, with each one's model time.
 
-    python -m model.compare model/weights/unet.onnx runs/tta/hflip.onnx runs/tta/flips.onnx --limit 500
+    python -m model.compare model/weights/unet.onnx model/weights/unet-int8.onnx \
+        ../shared/models/mediapipe-selfie/selfie_segmentation.tflite --data data/ccp/test --markdown
+    python -m model.compare runs/ref/unet.onnx runs/tta/hflip.onnx --limit 500       # the generated set
+
+With ``--data`` (a folder of ``images/`` + ``masks/``), every photo is decoded once and run
+through every model in turn, the order rotating from photo to photo, and scored at its own
+size as served (``model.scoring``): pooled ``iou``, ``dice``, ``mean_image_iou``,
+``boundary_f``, ``ms_per_image`` (time inside the model) and the file's ``size_bytes``. A
+``.tflite`` is MediaPipe's selfie segmenter (LiteRT: ``pip install ai-edge-litert``, a
+development dependency). ``--markdown`` also prints the model card's table.
 
 Each batch of held-out images is generated once and run through every model in turn, the
 order rotating from batch to batch, so load that comes and goes during the run (other work
@@ -26,6 +35,7 @@ import onnxruntime as ort
 from model.evaluate import HELDOUT_SIZE, HeldoutScore, heldout_batches, open_session, predict_masks
 from model.metadata import read_preprocessing
 from model.preprocessing import Preprocessing
+from model.scoring import PhotoScore, labelled_photos, load_predictor, predict_mask
 from model.synthetic import HELDOUT_SEED
 
 log = logging.getLogger("model.compare")
@@ -64,22 +74,64 @@ def compare(paths: list[Path], limit: int, batch_size: int) -> tuple[list[dict[s
     return results, loads
 
 
+def compare_photos(paths: list[Path], folder: Path, limit: int | None) -> tuple[list[dict[str, Any]], list[float]]:
+    """Per model photo scores, interleaved photo by photo; and the 1-minute load average after each photo."""
+    predictors = [load_predictor(path) for path in paths]
+    photos = labelled_photos(folder, limit)
+    scores, loads = [PhotoScore() for _ in paths], [os.getloadavg()[0]]
+    for number, item in enumerate(photos):
+        for offset in range(len(paths)):
+            index = (number + offset) % len(paths)
+            scores[index].add(predict_mask(predictors[index], item.photo, scores[index]), item.truth)
+        loads.append(os.getloadavg()[0])
+    results = [
+        {"model": str(path), "name": predictor.name, **score.result(), "size_bytes": path.stat().st_size}
+        for path, predictor, score in zip(paths, predictors, scores, strict=True)
+    ]
+    return results, loads
+
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """The model card's table: one row per model."""
+    lines = [
+        "| model | file | pooled IoU | Dice | mean per-image IoU | boundary F (1% band) | ms / image | size |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results:
+        size = f"{row['size_bytes'] / 1e6:.1f} MB" if row["size_bytes"] >= 1e6 else f"{row['size_bytes'] / 1e3:.0f} KB"
+        lines.append(
+            f"| {row['name']} | `{Path(row['model']).name}` | {row['iou']:.4f} | {row['dice']:.4f} | "
+            f"{row['mean_image_iou']:.4f} | {row['boundary_f']:.4f} | {row['ms_per_image']:.1f} | {size} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", type=Path, nargs="+")
-    parser.add_argument("--limit", type=int, default=HELDOUT_SIZE, help="the first N held-out images")
+    parser.add_argument("--data", type=Path, default=None, help="a folder of images/ + masks/ (photos)")
+    parser.add_argument("--limit", type=int, default=None, help=f"the first N images (generated: {HELDOUT_SIZE})")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--markdown", action="store_true", help="print the table of results too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    log.info("comparing %d models on %d held-out images (seed %d)", len(args.models), args.limit, HELDOUT_SEED)
-    results, loads = compare(args.models, args.limit, args.batch_size)
+    if args.data:
+        log.info("comparing %d models on the photos in %s", len(args.models), args.data)
+        results, loads = compare_photos(args.models, args.data, args.limit)
+        images: int = results[0]["images"]
+    else:
+        images = args.limit or HELDOUT_SIZE
+        log.info("comparing %d models on %d held-out images (seed %d)", len(args.models), images, HELDOUT_SEED)
+        results, loads = compare(args.models, images, args.batch_size)
     summary = {
         "models": results,
-        "images": args.limit,
-        "batch_size": args.batch_size,
+        "images": images,
+        "batch_size": 1 if args.data else args.batch_size,
         "threads": len(os.sched_getaffinity(0)),
         "load_average_1min": {"min": min(loads), "mean": round(sum(loads) / len(loads), 2), "max": max(loads)},
     }
+    if args.markdown and args.data:
+        print(markdown_table(results))  # noqa: T201 - the table, for the model card
     print(json.dumps(summary))  # noqa: T201 - the last line is the result
 
 

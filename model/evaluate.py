@@ -1,11 +1,16 @@
-"""Score an exported model on the held-out generated set, the way the server runs it.
+"""Score an exported model on labelled photos at their own size, or on the held-out generated set.
 
-    python -m model.evaluate model/weights/unet.onnx --limit 500
+    python -m model.evaluate model/weights/unet.onnx --data data/ccp/test          # photos (model.ccp's split)
+    python -m model.evaluate runs/person/unet.onnx --data data/ccp/val --thresholds 0.3 0.4 0.5 0.6 0.7
+    python -m model.evaluate runs/ref/unet.onnx --limit 500                        # the generated set
 
-Reads preprocessing and threshold from the file's metadata, runs onnxruntime,
-and prints, as its last line, one JSON object: pooled ``iou`` and ``dice`` over
-all pixels, ``mean_image_iou``, ``images`` and the input size. The held-out
-seed is one that training refuses, so it never overlaps training data.
+Reads preprocessing and threshold from the file's metadata and runs onnxruntime. With
+``--data`` (any folder of ``images/`` + ``masks/``) each photo is scored at its own size,
+the probabilities upsampled as the service does (``model.scoring``); ``--thresholds``
+gives the pooled IoU at each threshold instead (how the validation part chooses one).
+Without it, the held-out generated set, at the model's input size; its seed is one that
+training refuses. The last line printed is one JSON object: pooled ``iou`` and ``dice``
+over all pixels, ``mean_image_iou`` (and ``boundary_f`` on photos), ``images``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 from model.datasets import SyntheticDataset
 from model.metadata import read_preprocessing
 from model.preprocessing import Preprocessing
+from model.scoring import OnnxPredictor, labelled_photos, score_photos, sweep_thresholds
 from model.synthetic import HELDOUT_SEED
 
 log = logging.getLogger("model.evaluate")
@@ -87,15 +93,34 @@ def evaluate(model_path: Path, limit: int, batch_size: int = 8) -> dict[str, flo
     return {**score.result(), "images": limit, "input_size": f"{prep.height}x{prep.width}"}
 
 
+def evaluate_photos(model_path: Path, folder: Path, limit: int | None) -> dict[str, object]:
+    """Scores at each photo's own size, as served: ``model.scoring``."""
+    predictor = OnnxPredictor(model_path)
+    result = score_photos(predictor, labelled_photos(folder, limit)).result()
+    return {**result, "data": str(folder), "threshold": predictor.threshold}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
-    parser.add_argument("--limit", type=int, default=HELDOUT_SIZE, help="evaluate the first N held-out images")
+    parser.add_argument("--data", type=Path, default=None, help="a folder of images/ + masks/ (photos)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=None, help="with --data: IoU at each")
+    parser.add_argument("--limit", type=int, default=None, help=f"the first N images (generated: {HELDOUT_SIZE})")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    log.info("evaluating %s on %d held-out images (seed %d)", args.model, args.limit, HELDOUT_SEED)
-    print(json.dumps(evaluate(args.model, args.limit, args.batch_size)))  # noqa: T201 - the last line is the result
+    if args.data and args.thresholds:
+        photos = labelled_photos(args.data, args.limit)
+        result: dict[str, object] = {"iou_by_threshold": sweep_thresholds(OnnxPredictor(args.model), photos,
+                                                                          args.thresholds), "images": len(photos)}
+    elif args.data:
+        log.info("evaluating %s on the photos in %s at their own size", args.model, args.data)
+        result = evaluate_photos(args.model, args.data, args.limit)
+    else:
+        limit = args.limit or HELDOUT_SIZE
+        log.info("evaluating %s on %d held-out generated images (seed %d)", args.model, limit, HELDOUT_SEED)
+        result = dict(evaluate(args.model, limit, args.batch_size))
+    print(json.dumps(result))  # noqa: T201 - the last line is the result
 
 
 if __name__ == "__main__":

@@ -1,6 +1,15 @@
 """Export a training checkpoint to ONNX, then prove the file computes what PyTorch does.
 
-    python -m model.export runs/ref/best.pt model/weights/unet.onnx --name unet-synthetic-blobs --version 1.0.0
+    python -m model.export runs/person/best.pt model/weights/unet.onnx --name unet-person-ccp --version 2.0.0 \
+        --card model/card.json --choose-threshold data/ccp/val --score val=data/ccp/val --score test=data/ccp/test
+    python -m model.export runs/ref/best.pt runs/ref/unet.onnx --name unet-synthetic-blobs --version 1.0.0
+
+``--choose-threshold FOLDER`` sets the metadata's threshold to the one of ``THRESHOLDS``
+with the best pooled IoU on those photos (the validation part: never the test part);
+``--score SPLIT=FOLDER`` writes each split's figures at the photos' own size
+(``model.scoring``) into ``metrics``; ``--card`` adds the descriptive keys
+(task, dataset, split, license, citation: ``model.metadata``) from a JSON file, and the
+training recipe and time come from the checkpoint.
 
 Eval mode, opset 17, input ``image`` (float32 NCHW, dynamic batch), output ``logits``.
 After writing: ``onnx.checker``, then onnxruntime against PyTorch on random and
@@ -17,6 +26,7 @@ weights; onnxruntime's 1.9e-4). Masks must agree in both cases.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import warnings
 from collections.abc import Mapping
@@ -29,8 +39,9 @@ import onnxruntime as ort
 import torch
 
 from model.datasets import SyntheticDataset
-from model.metadata import build_metadata
+from model.metadata import DEFAULT_THRESHOLD, DESCRIPTIVE_KEYS, build_metadata
 from model.preprocessing import Preprocessing
+from model.scoring import OnnxPredictor, labelled_photos, score_photos, sweep_thresholds
 from model.synthetic import HELDOUT_SEED
 from model.unet import UNet, UNetConfig
 
@@ -45,6 +56,7 @@ MAX_LOGIT_DIFF = 1e-4
 NOISE_RELATIVE_LOGIT_DIFF = 1e-5  # on noise inputs, of the largest |logit| (see the docstring)
 MIN_MASK_AGREEMENT = 0.999
 PARITY_BATCHES = (1, 4)
+THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)  # --choose-threshold's candidates
 
 
 class ExportMismatch(RuntimeError):
@@ -132,22 +144,74 @@ def verify_parity(model: UNet, onnx_path: Path, inputs: list[tuple[str, np.ndarr
             )
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--name", default="unet")
     parser.add_argument("--version", default="0.0.0")
+    parser.add_argument("--card", type=Path, default=None, help="JSON with task, dataset, split, license, citation")
+    parser.add_argument("--choose-threshold", type=Path, default=None, metavar="FOLDER", help="validation photos")
+    parser.add_argument("--score", action="append", default=[], metavar="SPLIT=FOLDER", help="photos to score")
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.score):
+        parser.error("--score takes SPLIT=FOLDER, e.g. --score test=data/ccp/test")
+    return args
+
+
+def describe(args: argparse.Namespace, checkpoint: dict[str, Any]) -> dict[str, str]:
+    """The identity and descriptive metadata: name, version, data; the card's keys; the training recipe."""
+    card = json.loads(args.card.read_text()) if args.card else {}
+    unknown = set(card) - set(DESCRIPTIVE_KEYS)
+    if unknown:
+        raise SystemExit(f"{args.card}: unknown keys {sorted(unknown)}; a card holds {', '.join(DESCRIPTIVE_KEYS)}")
+    training = {"arguments": checkpoint.get("args", {}), "epochs": checkpoint.get("epoch"),
+                "steps": checkpoint.get("step"), "minutes": round(checkpoint.get("elapsed", 0.0) / 60, 1)}
+    identity = {"model_name": args.name, "model_version": args.version,
+                "training_data": checkpoint.get("data", "unknown"), "training": json.dumps(training, sort_keys=True)}
+    return {**identity, **{key: str(value) for key, value in card.items()}}
+
+
+def choose_threshold(path: Path, folder: Path) -> float:
+    """The candidate threshold with the best pooled IoU on ``folder``'s photos (the first of ties)."""
+    by_threshold = sweep_thresholds(OnnxPredictor(path), labelled_photos(folder), list(THRESHOLDS))
+    log.info("pooled IoU by threshold on %s: %s", folder, by_threshold)
+    return float(max(by_threshold, key=lambda key: (by_threshold[key], -abs(float(key) - DEFAULT_THRESHOLD))))
+
+
+def score_splits(path: Path, splits: list[str]) -> dict[str, dict[str, float | int]]:
+    """``{"test": {"iou": ..., ...}, ...}`` for each ``SPLIT=FOLDER``, at the photos' own size."""
+    scores = {}
+    for item in splits:
+        split, folder = item.split("=", 1)
+        result = score_photos(OnnxPredictor(path), labelled_photos(Path(folder))).result()
+        scores[split] = {key: value for key, value in result.items() if key != "ms_per_image"}
+        log.info("%s: %s", split, scores[split])
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     model, prep, checkpoint = load_checkpoint(args.checkpoint)
-    identity = {
-        "model_name": args.name,
-        "model_version": args.version,
-        "training_data": checkpoint.get("data", "unknown"),
-    }
+    identity = describe(args, checkpoint)
+    # 1. export with the checkpoint's validation figures, and prove parity
     export_onnx(model, prep, args.out, build_metadata(prep, identity, checkpoint.get("metrics", {})))
-    log.info("wrote %s (%d bytes), parity verified", args.out, args.out.stat().st_size)
+    # 2. the threshold from the validation photos, then each split's figures with it
+    threshold = choose_threshold(args.out, args.choose_threshold) if args.choose_threshold else DEFAULT_THRESHOLD
+    set_metadata(args.out, {"threshold": str(threshold)})
+    if args.score:
+        set_metadata(args.out, {"metrics": json.dumps(score_splits(args.out, args.score), sort_keys=True)})
+    log.info("wrote %s (%d bytes, threshold %s), parity verified", args.out, args.out.stat().st_size, threshold)
+
+
+def set_metadata(path: Path, values: dict[str, str]) -> None:
+    """Replace or add metadata keys of an exported file in place."""
+    proto = onnx.load(str(path))
+    current = {prop.key: prop.value for prop in proto.metadata_props}
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {**current, **values})
+    onnx.save(proto, str(path))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ Keys (all values are strings; lists and objects are JSON):
     threshold                   foreground where sigmoid(logit) >= threshold
     model_name, model_version   identify the model in logs and /health
     training_data               one line on what it was trained on
-    metrics                     validation metrics, e.g. {"iou": 0.97, "dice": 0.98}
+    metrics                     metrics, flat (validation) or per split: {"test": {"iou": 0.94, ...}, ...}
+Optional, describing the model (the card's facts, travelling with the file):
+    task, dataset, split, training, license, citation
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ from typing import Any
 from model.preprocessing import Preprocessing
 
 DEFAULT_THRESHOLD = 0.5
+DESCRIPTIVE_KEYS = ("task", "dataset", "split", "training", "license", "citation")
 
 
-def build_metadata(prep: Preprocessing, identity: Mapping[str, str], metrics: Mapping[str, Any]) -> dict[str, str]:
-    return {
+def build_metadata(
+    prep: Preprocessing,
+    identity: Mapping[str, str],
+    metrics: Mapping[str, Any],
+    threshold: float = DEFAULT_THRESHOLD,
+) -> dict[str, str]:
+    """The contract's keys, plus whichever ``DESCRIPTIVE_KEYS`` ``identity`` gives."""
+    contract = {
         "input_height": str(prep.height),
         "input_width": str(prep.width),
         "channel_order": prep.channel_order,
@@ -33,12 +42,13 @@ def build_metadata(prep: Preprocessing, identity: Mapping[str, str], metrics: Ma
         "mean": json.dumps(list(prep.mean)),
         "std": json.dumps(list(prep.std)),
         "layout": "NCHW",
-        "threshold": str(DEFAULT_THRESHOLD),
+        "threshold": str(threshold),
         "model_name": identity["model_name"],
         "model_version": identity["model_version"],
         "training_data": identity["training_data"],
         "metrics": json.dumps(dict(metrics), sort_keys=True),
     }
+    return {**{key: identity[key] for key in DESCRIPTIVE_KEYS if key in identity}, **contract}
 
 
 def read_preprocessing(metadata: Mapping[str, str]) -> Preprocessing:

@@ -1,6 +1,13 @@
 """Quantise an exported model to int8, and keep it only if it is as accurate as the float model.
 
-    python -m model.quantize model/weights/unet.onnx model/weights/unet-int8.onnx
+    python -m model.quantize model/weights/unet.onnx runs/unet-int8.onnx \
+        --calibration-data data/ccp/train --gate-data data/ccp/test          # the bundled person model
+    python -m model.quantize runs/ref/unet.onnx runs/ref/unet-int8.onnx     # generated frames
+
+With ``--calibration-data`` (a folder of ``images/``, e.g. the training part of ``model.ccp``'s
+split), the calibration frames are photos from it, evenly spread; with ``--gate-data``
+(``images/`` + ``masks/``, the test part) the gate scores those photos at their own size, as
+served (``model.scoring``). Without them, as below, generated frames.
 
 onnxruntime static quantisation after ``quant_pre_process``: QDQ format, int8 per-channel
 weights, uint8 activations calibrated (MinMax) on 128 frames of the training distribution
@@ -36,12 +43,14 @@ import onnxruntime as ort
 import torch
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
+from PIL import Image
 from tqdm import tqdm
 
-from model.datasets import SyntheticDataset
+from model.datasets import IMAGE_EXTENSIONS, SyntheticDataset
 from model.evaluate import HELDOUT_SIZE, heldout_batches, open_session, predict_masks
 from model.metadata import read_preprocessing
 from model.preprocessing import Preprocessing
+from model.scoring import OnnxPredictor, labelled_photos, predict_mask
 from model.synthetic import HELDOUT_SEED, describe_synthetic
 
 log = logging.getLogger("model.quantize")
@@ -107,6 +116,19 @@ def calibration_inputs(prep: Preprocessing, count: int, seed: int = CALIBRATION_
     dataset = SyntheticDataset(count, prep, seed=seed)
     pixels = torch.stack([dataset[i][0] for i in tqdm(range(count), desc="calibration images", mininterval=2)])
     return prep.normalise(pixels).numpy()
+
+
+def photo_calibration_inputs(prep: Preprocessing, folder: Path, count: int) -> np.ndarray:
+    """``count`` photos of ``folder/images``, evenly spread over its sorted names, as model inputs."""
+    paths = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise SystemExit(f"no images in {folder / 'images'} to calibrate on")
+    chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int)]
+    inputs = []
+    for path in tqdm(chosen, desc="calibration photos", mininterval=2):
+        with Image.open(path) as photo:
+            inputs.append(prep.image_to_input(photo)[0])
+    return np.stack(inputs)
 
 
 def quantize_model(
@@ -213,6 +235,20 @@ def compare_on_heldout(float_path: Path, int8_path: Path, images: int) -> tuple[
     return iou_float, iou_int8, mask_iou
 
 
+def compare_on_photos(float_path: Path, int8_path: Path, folder: Path) -> tuple[float, float, float, int]:
+    """As ``compare_on_heldout``, on labelled photos at their own size; and how many photos."""
+    reference_model, candidate_model = OnnxPredictor(float_path), OnnxPredictor(int8_path)
+    counts = np.zeros((3, 2), dtype=np.int64)
+    photos = labelled_photos(folder)
+    for item in tqdm(photos, desc="gate", mininterval=2):
+        reference = predict_mask(reference_model, item.photo)
+        candidate = predict_mask(candidate_model, item.photo)
+        for row, (a, b) in enumerate([(reference, item.truth), (candidate, item.truth), (candidate, reference)]):
+            counts[row] += (int((a & b).sum()), int((a | b).sum()))
+    iou_float, iou_int8, mask_iou = (float(i / u) if u else 1.0 for i, u in counts)
+    return iou_float, iou_int8, mask_iou, len(photos)
+
+
 def with_metadata(model: onnx.ModelProto, source: onnx.ModelProto, extra: dict[str, str]) -> onnx.ModelProto:
     """``model`` carrying ``source``'s metadata and doc string, plus ``extra`` keys."""
     props = {prop.key: prop.value for prop in source.metadata_props}
@@ -239,6 +275,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES)
     parser.add_argument("--calibration-seed", type=int, default=CALIBRATION_SEED, help="a training seed")
     parser.add_argument("--gate-images", type=int, default=GATE_IMAGES, help="held-out images the gate scores")
+    parser.add_argument("--calibration-data", type=Path, default=None, help="photos to calibrate on (images/)")
+    parser.add_argument("--gate-data", type=Path, default=None, help="labelled photos the gate scores")
     parser.add_argument("--min-mask-iou", type=float, default=MIN_MASK_IOU, help="int8 vs float masks, pooled")
     parser.add_argument("--max-iou-drop", type=float, default=MAX_IOU_DROP, help="held-out IoU, float - int8")
     parser.add_argument("--format", choices=sorted(FORMATS), default=QuantConfig.quant_format)
@@ -267,22 +305,33 @@ def config_from(args: argparse.Namespace) -> QuantConfig:
 
 
 def run_gate(float_path: Path, candidate: Path, args: argparse.Namespace) -> GateResult:
-    log.info("gate: %d held-out images (seed %d)", args.gate_images, HELDOUT_SEED)
-    iou_float, iou_int8, mask_iou = (round(v, 5) for v in compare_on_heldout(float_path, candidate, args.gate_images))
-    return GateResult(args.gate_images, iou_float, iou_int8, mask_iou, args.min_mask_iou, args.max_iou_drop)
+    if args.gate_data:
+        log.info("gate: the photos of %s at their own size", args.gate_data)
+        *figures, images = compare_on_photos(float_path, candidate, args.gate_data)
+    else:
+        log.info("gate: %d held-out images (seed %d)", args.gate_images, HELDOUT_SEED)
+        figures, images = list(compare_on_heldout(float_path, candidate, args.gate_images)), args.gate_images
+    iou_float, iou_int8, mask_iou = (round(v, 5) for v in figures)
+    return GateResult(images, iou_float, iou_int8, mask_iou, args.min_mask_iou, args.max_iou_drop)
 
 
 def describe(config: QuantConfig, args: argparse.Namespace) -> dict[str, object]:
-    """The ``quantization`` metadata: the config, and the calibration set it saw."""
+    """The ``quantization`` metadata: the config, the calibration set it saw and the gate's photos."""
     seed = args.calibration_seed
-    calibration = {"images": args.calibration_images, "seed": seed, "data": describe_synthetic([seed])}
-    return {**config.describe(), "calibration_set": calibration, "onnxruntime": ort.__version__}
+    if args.calibration_data:
+        data = f"photos of {args.calibration_data.name} (evenly spread)"
+        calibration: dict[str, object] = {"images": args.calibration_images, "data": data}
+    else:
+        calibration = {"images": args.calibration_images, "seed": seed, "data": describe_synthetic([seed])}
+    gate_data = str(args.gate_data.name) if args.gate_data else f"generated, seed {HELDOUT_SEED}"
+    return {**config.describe(), "calibration_set": calibration, "gate_set": gate_data,
+            "onnxruntime": ort.__version__}
 
 
-def publish(candidate: Path, source: onnx.ModelProto, result: dict[str, object], out: Path) -> int:
+def publish(candidate: Path, source: onnx.ModelProto, result: dict[str, object], out: Path, split: str) -> int:
     """Write the candidate to ``out`` with the source's metadata and the int8 keys; returns its size.
 
-    ``metrics`` become the int8 model's own (the gate's held-out figures, labelled ``held_out``: the float
+    ``metrics`` become the int8 model's own (the gate's figures, labelled ``split``: the float
     model's would describe another file), and the version says int8 (``1.0.0+int8``), so /health tells them apart.
     """
     props = {prop.key: prop.value for prop in source.metadata_props}
@@ -292,7 +341,7 @@ def publish(candidate: Path, source: onnx.ModelProto, result: dict[str, object],
         "precision": "int8",
         "quantization": json.dumps(result["quantization"], sort_keys=True),
         "quantization_gate": json.dumps(gate, sort_keys=True),
-        "metrics": json.dumps({"held_out": {"iou": gate["iou_int8"], "images": gate["images"],
+        "metrics": json.dumps({split: {"iou": gate["iou_int8"], "images": gate["images"],
                                             "mask_iou_vs_float": gate["mask_iou"]}}, sort_keys=True),
         "model_version": f"{props.get('model_version', 'unversioned')}+int8",
     }
@@ -309,7 +358,10 @@ def main(argv: list[str] | None = None) -> None:
     source = onnx.load(str(args.model))
     prep = read_preprocessing({prop.key: prop.value for prop in source.metadata_props})
     # 2. calibration frames: the training distribution, preprocessed as served
-    inputs = calibration_inputs(prep, args.calibration_images, args.calibration_seed)
+    if args.calibration_data:
+        inputs = photo_calibration_inputs(prep, args.calibration_data, args.calibration_images)
+    else:
+        inputs = calibration_inputs(prep, args.calibration_images, args.calibration_seed)
     with tempfile.TemporaryDirectory(prefix="quantize.") as scratch:
         # 3. quantise into a scratch folder
         candidate = Path(scratch) / "candidate.onnx"
@@ -320,7 +372,8 @@ def main(argv: list[str] | None = None) -> None:
         result["quantization"] = describe(config, args)
         # 5. write only what passed
         if gate.passed:
-            result["size_bytes"] = publish(candidate, source, result, args.out)
+            split = "test" if args.gate_data else "held_out"
+            result["size_bytes"] = publish(candidate, source, result, args.out, split)
         else:
             log.error("gate failed (%s): nothing written to %s", gate, args.out)
     print(json.dumps(result))  # noqa: T201 - the last line is the result

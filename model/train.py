@@ -1,20 +1,28 @@
 """Train the UNet.
 
+    python -m model.ccp ../shared/datasets/clothing-co-parsing --out data/ccp     # real photos -> train/ val/ test/
+    python -m model.train --data data/ccp/train --val-data data/ccp/val --max-minutes 110 \
+        --crop-size 128 --out runs/person                     # the bundled person model (MODEL_CARD.md)
     python -m model.train --data synthetic --epochs 20 --out runs/ref
     python -m model.train --data /path/to/dataset --epochs 50 --batch-size 8   # images/ + masks/
-    python -m model.train --resume runs/ref/last.pt --epochs 30
+    python -m model.train --resume runs/person/last.pt ...    # the same arguments: carries on where it stopped
     python -m model.train --train-size 64 --val-size 16 --batch-size 8 --base-width 8 --image-size 128 \
         --epochs 3 --out runs/quick          # a smoke run: about a minute on 2 CPUs
 
-Writes ``last.pt`` every epoch and ``best.pt`` whenever validation IoU improves;
-each carries the model config, the preprocessing and the metrics, so
+``--data`` is ``synthetic``, a folder of ``images/`` + ``masks/`` paired by stem, or a
+Clothing Co-Parsing folder (its train part; ``--val-data`` defaults to its val part).
+Writes ``last.pt`` every epoch and ``best.pt`` whenever validation IoU improves, and
+appends each epoch's figures to ``history.jsonl`` (the learning curve); each checkpoint
+carries the model config, the preprocessing and the metrics, so
 ``python -m model.export runs/ref/best.pt model.onnx`` needs nothing else.
-Runs unchanged on CPU and on CUDA (bf16 autocast there).
+Runs unchanged on CPU and on CUDA (``--device cuda``), in bfloat16 autocast on both
+unless ``--precision fp32``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import time
@@ -26,7 +34,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from tqdm import tqdm
 
-from model.augment import augment_batch
+from model.augment import RECIPES, augment_batch
+from model.ccp import CCPDataset, is_ccp_root
 from model.datasets import FolderDataset, SyntheticDataset, materialise
 from model.losses import OverlapMeter, dice_bce_loss
 from model.preprocessing import Preprocessing
@@ -44,6 +53,10 @@ WARMUP_FRACTION = 0.03  # linear warm-up over the first 3% of training
 TRAIN_SIZE = 20_000  # distinct generated training images (augmented anew each epoch)
 VAL_SIZE = 500  # generated validation images, from their own seed
 DATA_BUDGET_FRACTION = 0.5  # of --max-minutes, at most, for generating or loading the data
+# With --crop-size, random crops for this fraction of the schedule (cheaper steps: 0.05 s an image at
+# 128x128 vs 0.35 s at 256x256 on 2 CPU cores in bf16, python -m bench.train_step), then whole frames:
+# InstanceNorm's statistics differ between a crop and a whole photo, so training must end on whole frames.
+CROP_FRACTION = 0.6
 
 
 @dataclass
@@ -65,7 +78,15 @@ class Progress:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="synthetic", help="'synthetic' or a folder with images/ and masks/")
+    parser.add_argument(
+        "--data", default="synthetic", help="'synthetic', a folder with images/ and masks/, or a CCP folder"
+    )
+    parser.add_argument("--val-data", type=Path, default=None, help="validation folder (default: from --data)")
+    parser.add_argument("--augment", choices=sorted(RECIPES), default=None, help="default: synthetic or photos")
+    parser.add_argument("--crop-size", type=int, default=None, help="train on crops of this side first")
+    parser.add_argument("--crop-fraction", type=float, default=CROP_FRACTION, help="of the schedule, in crops")
+    parser.add_argument("--val-every", type=int, default=1, help="validate every N epochs of the crop phase")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="autocast for training steps")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop (and anneal) by wall time")
@@ -87,20 +108,35 @@ def build_datasets(
     args: argparse.Namespace, prep: Preprocessing, deadline: float | None
 ) -> tuple[TensorDataset, TensorDataset, str]:
     """Train and validation sets, generated or loaded once into memory at the model's size, by ``deadline``."""
+    train, val, description = data_sources(args, prep)
+    validation = materialise(val, args.workers, "validation", deadline)
+    return materialise(train, args.workers, "training", deadline), validation, description
+
+
+def data_sources(args: argparse.Namespace, prep: Preprocessing) -> tuple[Dataset, Dataset, str]:
+    """(train, validation, one line describing them) for ``--data`` and ``--val-data``."""
     if args.data == "synthetic":
         if HELDOUT_SEED in (args.seed, args.seed + 1):
             raise SystemExit(f"seed {HELDOUT_SEED} is reserved for the held-out evaluation set")
         train: Dataset = SyntheticDataset(args.train_size, prep, seed=args.seed)
         val: Dataset = SyntheticDataset(args.val_size, prep, seed=args.seed + 1)
-        description = describe_synthetic([args.seed])
+        return train, val, describe_synthetic([args.seed])
+    root = Path(args.data)
+    if is_ccp_root(root):
+        train, val = CCPDataset(root, "train", prep), CCPDataset(root, "val", prep)
+        description = f"Clothing Co-Parsing at {root.name}, the fixed split of model.ccp"
+    elif args.val_data:
+        train, val = FolderDataset(root, prep), FolderDataset(args.val_data, prep)
+        description = f"folder datasets {root.name} (train) and {args.val_data.name} (validation)"
     else:
-        full = FolderDataset(Path(args.data), prep)
+        full = FolderDataset(root, prep)
         val_indices = list(range(0, len(full), 10))  # every 10th pair, deterministic
         train = Subset(full, sorted(set(range(len(full))) - set(val_indices)))
         val = Subset(full, val_indices)
-        description = f"folder dataset {Path(args.data).name}: {len(full)} image/mask pairs"
-    validation = materialise(val, args.workers, "validation", deadline)
-    return materialise(train, args.workers, "training", deadline), validation, description
+        description = f"folder dataset {root.name}: {len(full)} image/mask pairs"
+    if args.val_data and is_ccp_root(root):
+        val = FolderDataset(args.val_data, prep)
+    return train, val, f"{description}; {len(train)} train / {len(val)} validation images"  # type: ignore[arg-type]
 
 
 def make_loader(dataset: TensorDataset, args: argparse.Namespace, shuffle: bool) -> DataLoader:
@@ -140,22 +176,44 @@ def train_epoch(
     for images, masks in bar:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(args.lr, progress.fraction)
-        pixels, targets = augment_batch(
-            images.to(args.device, non_blocking=True), masks.to(args.device, non_blocking=True)
-        )
-        inputs = prep.normalise(pixels).contiguous(memory_format=memory_format(args.device))
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=args.device.startswith("cuda")):
-            logits = model(inputs)
-        loss = dice_bce_loss(logits.float(), targets)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        loss = train_step(model, optimiser, (images, masks), args, prep, crop_side(args, progress.fraction))
         progress.step += 1
-        losses.append(loss.item())
+        losses.append(loss)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{optimiser.param_groups[0]['lr']:.2e}")
         if progress.fraction >= 1.0 or (args.max_steps and progress.step >= args.max_steps):
             break
     return sum(losses) / max(len(losses), 1)
+
+
+def crop_side(args: argparse.Namespace, fraction: float) -> int | None:
+    """The crop phase's side while it lasts (``--crop-size``), then whole frames (None)."""
+    return args.crop_size if args.crop_size and fraction < args.crop_fraction else None
+
+
+def train_step(
+    model: UNet,
+    optimiser: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    args: argparse.Namespace,
+    prep: Preprocessing,
+    out_size: int | None,
+) -> float:
+    """One optimiser step on an augmented batch; the forward pass in bf16 autocast unless fp32."""
+    images, masks = (tensor.to(args.device, non_blocking=True) for tensor in batch)
+    pixels, targets = augment_batch(images, masks, RECIPES[recipe_name(args)], out_size)
+    inputs = prep.normalise(pixels).contiguous(memory_format=memory_format(args.device))
+    device_type = "cuda" if args.device.startswith("cuda") else "cpu"
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+        logits = model(inputs)
+    loss = dice_bce_loss(logits.float(), targets)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.item()
+
+
+def recipe_name(args: argparse.Namespace) -> str:
+    return args.augment or ("synthetic" if args.data == "synthetic" else "photos")
 
 
 @torch.no_grad()
@@ -177,6 +235,7 @@ def save_checkpoint(
         "optimizer": optimiser.state_dict(),
         "step": progress.step,
         "epoch": progress.epoch,
+        "rng": torch.get_rng_state(),  # a resumed run draws the augmentations it would have drawn
         **extra,
     }
     tmp = path.with_suffix(".tmp")
@@ -238,26 +297,35 @@ def run_epochs(run: Run, train_loader: DataLoader, val_loader: DataLoader, best_
     # At least one epoch (train_epoch stops after one step once time is up), so a run always leaves a checkpoint.
     while progress.epoch < args.epochs and (progress.fraction < 1.0 or progress.epoch == first_epoch):
         loss = train_epoch(run.model, train_loader, run.optimiser, progress, args, run.prep)
-        metrics = validate(run.model, val_loader, args.device, run.prep)
         progress.epoch += 1
+        metrics = validate(run.model, val_loader, args.device, run.prep) if due_for_validation(args, progress) else {}
         elapsed = time.monotonic() - progress.started
-        log.info(
-            "epoch %d step %d loss %.4f val iou %.4f dice %.4f (%.0f s)",
-            progress.epoch,
-            progress.step,
-            loss,
-            metrics["iou"],
-            metrics["dice"],
-            elapsed,
-        )
-        best_iou = max(best_iou, metrics["iou"])
+        log.info("epoch %d step %d loss %.4f val %s (%.0f s)", progress.epoch, progress.step, loss, metrics, elapsed)
+        is_best = bool(metrics) and metrics["iou"] >= best_iou
+        best_iou = max(best_iou, metrics.get("iou", best_iou))
+        if metrics:
+            record_epoch(args.out / "history.jsonl", progress, loss, metrics, elapsed)
         extra = {**run.extra, "metrics": metrics, "elapsed": elapsed, "best_iou": best_iou}
         save_checkpoint(args.out / "last.pt", run.model, run.optimiser, progress, extra)
-        if metrics["iou"] >= best_iou:
+        if is_best:
             save_checkpoint(args.out / "best.pt", run.model, run.optimiser, progress, extra)
         if args.max_steps and progress.step >= args.max_steps:
             break
     return best_iou
+
+
+def due_for_validation(args: argparse.Namespace, progress: Progress) -> bool:
+    """Every epoch on whole frames; every ``--val-every`` epochs of the crop phase (its epochs are short)."""
+    last = progress.fraction >= 1.0 or progress.epoch >= args.epochs
+    in_crop_phase = crop_side(args, progress.fraction) is not None
+    return last or not in_crop_phase or progress.epoch % args.val_every == 0
+
+
+def record_epoch(path: Path, progress: Progress, loss: float, metrics: dict[str, float], elapsed: float) -> None:
+    """One JSON line per epoch: the learning curve, kept across resumed runs."""
+    row = {"epoch": progress.epoch, "step": progress.step, "loss": round(loss, 5), **metrics}
+    with path.open("a") as history:
+        history.write(json.dumps({**row, "fraction": round(progress.fraction, 4), "seconds": round(elapsed)}) + "\n")
 
 
 def restore(resumed: dict[str, Any] | None, model: UNet, optimiser: torch.optim.Optimizer, progress: Progress) -> float:
@@ -266,6 +334,8 @@ def restore(resumed: dict[str, Any] | None, model: UNet, optimiser: torch.optim.
     model.load_state_dict(resumed["model"])
     optimiser.load_state_dict(resumed["optimizer"])
     progress.step, progress.epoch = resumed["step"], resumed["epoch"]
+    if "rng" in resumed:
+        torch.set_rng_state(resumed["rng"])
     return float(resumed.get("best_iou", -1.0))
 
 

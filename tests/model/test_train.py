@@ -110,5 +110,5 @@ def test_training_on_a_folder_dataset(tmp_path: Path) -> None:
     # WHEN trained for an epoch THEN it checkpoints with the folder named as its data
     main([*TINY_RUN, "--data", str(tmp_path / "data"), "--epochs", "1", "--out", str(tmp_path / "run")])
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
-    assert checkpoint["data"] == "folder dataset data: 10 image/mask pairs"
+    assert checkpoint["data"] == "folder dataset data: 10 image/mask pairs; 9 train / 1 validation images"
     assert checkpoint["step"] == 9 // 4  # 9 training pairs (every 10th validates), batches of 4, last dropped

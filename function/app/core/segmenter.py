@@ -141,13 +141,18 @@ def upsample_mask(logits: np.ndarray, size: tuple[int, int], threshold: float) -
     whose probability is within ~1e-7 of the threshold), without a float copy of a
     12 MP image (48 MB, twice) in memory, and ~3x faster there (cache-sized bands).
     """
-    probabilities = Image.fromarray(sigmoid(np.ascontiguousarray(logits, dtype=np.float32)))
+    return upsample_probabilities(sigmoid(np.ascontiguousarray(logits, dtype=np.float32)), size, threshold)
+
+
+def upsample_probabilities(probabilities: np.ndarray, size: tuple[int, int], threshold: float) -> np.ndarray:
+    """HxW float32 probabilities -> boolean mask at ``size``, as ``upsample_mask`` (offline scoring uses it too)."""
+    source = Image.fromarray(np.ascontiguousarray(probabilities, dtype=np.float32))
     width, height = size
-    rows_per_source_row = probabilities.height / height
+    rows_per_source_row = source.height / height
     mask = np.empty((height, width), dtype=bool)
     for top in range(0, height, UPSAMPLE_BAND_ROWS):
         bottom = min(top + UPSAMPLE_BAND_ROWS, height)
-        box = (0.0, top * rows_per_source_row, float(probabilities.width), bottom * rows_per_source_row)
-        band = probabilities.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)
+        box = (0.0, top * rows_per_source_row, float(source.width), bottom * rows_per_source_row)
+        band = source.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)
         np.greater_equal(np.asarray(band), np.float32(threshold), out=mask[top:bottom])
     return mask
