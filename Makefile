@@ -6,13 +6,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The served default (app.core.settings); model/weights/unet.onnx is the fp32 reference it was quantised from.
+# The served default (app.core.settings): the person model, int8; model/weights/unet.onnx is the fp32 model
+# it was quantised from (model/weights/MODEL_CARD.md).
 MODEL ?= model/weights/unet-int8.onnx
+# Clothing Co-Parsing (model.ccp): the shared copy beside the checkout, or a clone of its repository.
+CCP ?= ../shared/datasets/clothing-co-parsing
 EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help serve serve-gpu gpu-check test lint mutate bench train export evaluate ensemble quantize segment invoke \
+.PHONY: help serve serve-gpu gpu-check test lint mutate bench data train export evaluate ensemble quantize segment invoke \
 	lambda-size lambda-memory publish-model build deploy clean fuzz api-fuzz load audit
 .DEFAULT_GOAL := help
 
@@ -69,19 +72,22 @@ mutate: $(VENV)/.dev-installed  ## mutmut over the core and AWS modules -> docs/
 bench: $(VENV)/.dev-installed  ## benchmarks -> bench/results.json and docs/benchmarks.md
 	$(PY) -m bench.run $(ARGS)
 
+data: $(VENV)/.dev-installed  ## Clothing Co-Parsing's fixed split as images/ + masks/ -> data/ccp/{train,val,test} (CCP=...)
+	$(PY) -m model.ccp $(CCP) --out data/ccp $(ARGS)
+
 train: $(VENV)/.dev-installed  ## train a UNet: make train ARGS="--data synthetic --out runs/mine" (README: a 1-minute recipe)
 	$(PY) -m model.train $(ARGS)
 
 export: $(VENV)/.dev-installed  ## checkpoint -> ONNX: make export CKPT=runs/mine/best.pt OUT=runs/mine/unet.onnx ARGS="--name x --version 1.0.0"
 	$(PY) -m model.export $(CKPT) $(OUT) $(ARGS)
 
-evaluate: $(VENV)/.dev-installed  ## held-out IoU/Dice of an ONNX model: make evaluate MODEL=... ARGS="--limit 50"
+evaluate: $(VENV)/.dev-installed  ## IoU/Dice of an ONNX model on photos at their size: make evaluate ARGS="--data data/ccp/test"
 	$(PY) -m model.evaluate $(MODEL) $(ARGS)
 
 ensemble: $(VENV)/.dev-installed  ## members and/or test-time flips as one ONNX graph: make ensemble ARGS="a.onnx b.onnx -o ens.onnx --tta hflip"
 	$(PY) -m model.ensemble $(ARGS)
 
-quantize: $(VENV)/.dev-installed  ## int8 model, kept only if it passes the accuracy gate: make quantize ARGS="model/weights/unet.onnx model/weights/unet-int8.onnx"
+quantize: $(VENV)/.dev-installed  ## int8 model, kept only if it passes the gate: make quantize ARGS="model/weights/unet.onnx runs/int8.onnx --calibration-data data/ccp/train --gate-data data/ccp/test"
 	$(PY) -m model.quantize $(ARGS)
 
 # --- reliability (issue 12): each long run behind its own verb; make test runs a short one of each.

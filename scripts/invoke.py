@@ -38,7 +38,7 @@ from urllib.parse import unquote_plus
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = {".png": REPO / "events" / "images" / "blobs.png"}
-DEFAULT_SAMPLE = REPO / "events" / "images" / "blobs.jpg"
+DEFAULT_SAMPLE = REPO / "events" / "images" / "person.jpg"  # a test photo of model.ccp's split (tests/photos)
 DEFAULT_OUT = REPO / "runs" / "invoke"
 ENTRIES = {"api": "app.lambda_api", "upload": "app.lambda_upload"}  # template.yaml's ImageConfig Commands
 # Binary bodies saved to a file (runs/invoke/<event>.<suffix>), by Content-Type: images, and /predict/batch's zip.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from app.core.model_holder import ModelHolder
 from app.core.settings import Settings
 from app.http.work_queue import WorkQueue
 from app.runtime import build_holder
+from model.export import set_metadata
 from tests.support import encode, expected_overlay, noise
 
 
@@ -285,12 +288,27 @@ def test_health_reports_the_loaded_model(make_client: Callable, tiny_model_path:
     }
 
 
-def test_health_labels_each_metric_with_its_split(make_client: Callable, bundled_model_path: Path) -> None:
-    # GIVEN the bundled model, whose file carries its validation metrics unlabelled (model.export's flat dict)
-    client = make_client(holder=build_holder(Settings(MODEL_URI=str(bundled_model_path))))
-    metrics = client.get("/health").json()["model"]["metrics"]
-    assert list(metrics) == ["validation"]
-    assert metrics["validation"]["iou"] == pytest.approx(0.98927)
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        # model.export's checkpoint figures, unlabelled: the validation split's
+        ({"iou": 0.9, "dice": 0.95}, {"validation": {"iou": 0.9, "dice": 0.95}}),
+        # the bundled person model's: per split, at the photos' own size
+        ({"val": {"iou": 0.93}, "test": {"iou": 0.94, "images": 80}},
+         {"val": {"iou": 0.93}, "test": {"iou": 0.94, "images": 80.0}}),
+        ({}, {}),
+    ],
+)
+def test_health_labels_each_metric_with_its_split(
+    make_client: Callable, tiny_model_path: Path, tmp_path: Path, metrics: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    # GIVEN a model whose file carries these metrics
+    model = tmp_path / "model.onnx"
+    shutil.copyfile(tiny_model_path, model)
+    set_metadata(model, {"metrics": json.dumps(metrics)})
+    client = make_client(holder=build_holder(Settings(MODEL_URI=str(model))))
+    # THEN /health shows them labelled by split
+    assert client.get("/health").json()["model"]["metrics"] == expected
 
 
 def test_health_is_503_while_the_model_is_unavailable(make_client: Callable, tmp_path: Path) -> None:
