@@ -120,7 +120,7 @@ def test_conversion_writes_the_folder_layout_every_data_set_uses(tmp_path: Path)
     assert (tmp_path / "out" / "test" / "images" / f"{photos[0].name}.jpg").read_bytes() == original
 
 
-def test_conversion_of_a_wrong_folder_exits_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_converting_a_wrong_folder_exits_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
