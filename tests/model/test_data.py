@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.augment import augment_batch
+from model.augment import PHOTOS, augment_batch
 from model.datasets import FolderDataset, SyntheticDataset, binarise_mask, materialise
 from model.preprocessing import Preprocessing
 from model.synthetic import HELDOUT_SEED, MAX_SIDE, MIN_SIDE, generate_sample
@@ -121,3 +122,38 @@ def test_folder_without_pairs_says_what_it_expects(tmp_path: Path) -> None:
     (tmp_path / "masks").mkdir()
     with pytest.raises(ValueError, match="images/ and masks/"):
         FolderDataset(tmp_path, PREP)
+
+
+@pytest.mark.parametrize("out_size", [None, 16])
+def test_the_photo_recipe_keeps_image_and_mask_aligned_through_rotation_crops_blur_and_jpeg(
+    out_size: int | None,
+) -> None:
+    # GIVEN frames whose left half is white and masked, and the photo recipe with every step always on
+    images = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+    images[..., :16] = 255
+    masks = (images[:, :1] > 0).to(torch.uint8)
+    recipe = dataclasses.replace(PHOTOS, blur=1.0, jpeg=1.0)
+    torch.manual_seed(0)
+    pixels, targets = augment_batch(images, masks, recipe, out_size)
+    # THEN the output has the asked size, masks stay 0/1, and bright pixels are still the masked ones
+    side = out_size or 32
+    assert pixels.shape == (8, 3, side, side) and targets.shape == (8, 1, side, side)
+    assert set(targets.unique().tolist()) <= {0.0, 1.0}
+    bright = pixels.mean(1, keepdim=True) > 127
+    assert (bright == (targets > 0.5)).float().mean() > 0.93
+
+
+def test_the_photo_recipe_never_turns_people_upside_down() -> None:
+    # GIVEN a frame bright at the top only; no rotation or zoom, so only a flip could move it
+    images = torch.zeros(64, 3, 16, 16, dtype=torch.uint8)
+    images[:, :, :8] = 255
+    recipe = dataclasses.replace(PHOTOS, zoom=(1.0, 1.0), rotate_degrees=0.0, jitter=0.0, blur=0.0, jpeg=0.0)
+    torch.manual_seed(0)
+    pixels, _ = augment_batch(images, images[:, :1] // 255, recipe)
+    top, bottom = pixels[:, :, :8].mean(dim=(1, 2, 3)), pixels[:, :, 8:].mean(dim=(1, 2, 3))
+    assert bool((top > bottom).all())
+    # while left-right mirrors happen (about half of 64 frames)
+    left_bright = torch.zeros(64, 3, 16, 16, dtype=torch.uint8)
+    left_bright[..., :8] = 255
+    mirrored, _ = augment_batch(left_bright, left_bright[:, :1] // 255, recipe)
+    assert 16 <= int((mirrored[..., 8:].mean(dim=(1, 2, 3)) > 127).sum()) <= 48

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,14 @@ import torch
 from PIL import Image
 
 from model.augment import augment_batch
+from model.ccp import TEST_SIZE, VAL_SIZE
 from model.datasets import SyntheticDataset, materialise
 from model.losses import OverlapMeter, dice_bce_loss
 from model.preprocessing import Preprocessing
 from model.synthetic import HELDOUT_SEED
-from model.train import learning_rate, main
+from model.train import Progress, crop_side, data_sources, due_for_validation, learning_rate, main, parse_args
 from model.unet import UNet, UNetConfig
+from tests.model.test_ccp import fake_ccp
 
 TINY_RUN = [
     "--image-size",
@@ -112,3 +115,49 @@ def test_training_on_a_folder_dataset(tmp_path: Path) -> None:
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     assert checkpoint["data"] == "folder dataset data: 10 image/mask pairs; 9 train / 1 validation images"
     assert checkpoint["step"] == 9 // 4  # 9 training pairs (every 10th validates), batches of 4, last dropped
+
+
+def test_a_resumed_run_draws_what_the_uninterrupted_run_draws(tmp_path: Path) -> None:
+    # GIVEN a 2-epoch run, and the same run stopped after its first epoch and resumed from last.pt
+    main([*TINY_RUN, "--epochs", "2", "--out", str(tmp_path / "whole")])
+    main([*TINY_RUN, "--epochs", "2", "--max-steps", "4", "--out", str(tmp_path / "parts")])  # stops after epoch 1
+    resume = ["--resume", str(tmp_path / "parts" / "last.pt")]
+    main([*TINY_RUN, "--epochs", "2", "--out", str(tmp_path / "parts"), *resume])
+    whole, parts = (torch.load(tmp_path / run / "last.pt", weights_only=False) for run in ("whole", "parts"))
+    # THEN both end at the same step with the same weights (augmentation and dropout drew the same numbers)
+    assert whole["step"] == parts["step"] == 2 * 16 // 4
+    for name, tensor in whole["model"].items():
+        torch.testing.assert_close(parts["model"][name], tensor, msg=name)
+    # AND the learning curve has one line per epoch across the two invocations
+    history = [json.loads(line) for line in (tmp_path / "parts" / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1, 2] and set(history[0]) >= {"loss", "iou", "dice", "seconds"}
+
+
+@pytest.mark.parametrize(
+    ("crop_size", "fraction", "expected"),
+    [(None, 0.0, None), (32, 0.0, 32), (32, 0.59, 32), (32, 0.6, None), (32, 1.0, None)],
+)
+def test_the_crop_phase_gives_way_to_whole_frames(crop_size: int | None, fraction: float, expected: int | None) -> None:
+    args = parse_args(["--crop-fraction", "0.6", *(["--crop-size", str(crop_size)] if crop_size else [])])
+    assert crop_side(args, fraction) == expected
+
+
+@pytest.mark.parametrize(
+    ("epoch", "fraction", "validated"),
+    [(5, 0.1, True), (6, 0.1, False), (7, 0.1, False), (6, 0.7, True), (7, 1.0, True), (100, 0.1, True)],
+)
+def test_crop_phase_epochs_are_validated_every_val_every(epoch: int, fraction: float, validated: bool) -> None:
+    args = parse_args(["--crop-size", "32", "--val-every", "5", "--epochs", "100"])
+    progress = Progress(total_steps=1_000_000, max_seconds=None, step=int(fraction * 1_000_000), epoch=epoch)
+    assert due_for_validation(args, progress) == validated
+
+
+def test_training_on_a_clothing_co_parsing_folder_reads_its_split(tmp_path: Path) -> None:
+    # GIVEN a folder in the data set's own layout (170 annotated photos)
+    ccp = fake_ccp(tmp_path / "ccp", 170)
+    # WHEN trained on it directly THEN training sees the split's train part and validates on its val part
+    train, val, description = data_sources(parse_args(["--data", str(ccp), "--image-size", "64"]),
+                                           Preprocessing(height=64, width=64))
+    assert (len(train), len(val)) == (170 - VAL_SIZE - TEST_SIZE, VAL_SIZE)  # type: ignore[arg-type]
+    split = f"10 train / {VAL_SIZE} validation images"
+    assert description == f"Clothing Co-Parsing at ccp, the fixed split of model.ccp; {split}"
