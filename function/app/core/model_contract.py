@@ -6,9 +6,9 @@ server cannot reproduce exactly, rather than serving subtly wrong masks.
 ``ModelInfo`` is that contract plus the sha256 of the file: what /health, the logs
 and the S3 summaries say about the model.
 
-Metrics are kept by the split they were measured on (``{"validation": {"iou": ...},
-"held_out": {...}}``). Older files carry one flat dict: model.export wrote the
-checkpoint's validation metrics there, so it is read as ``validation``.
+Metrics are kept by the split they were measured on (the bundled model's: ``{"val": {"iou": ...},
+"test": {...}}``, at the photos' own size). A file that carries one flat dict (model.export
+without ``--score``: the checkpoint's validation metrics) is read as ``validation``.
 """
 
 from __future__ import annotations
