@@ -15,7 +15,7 @@ EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help serve serve-gpu gpu-check test lint mutate bench data train export evaluate ensemble quantize segment invoke \
+.PHONY: help serve serve-gpu serve-local gpu-check test check lint mutate bench data train export evaluate ensemble quantize segment invoke \
 	lambda-size lambda-memory publish-model build deploy clean fuzz api-fuzz load audit
 .DEFAULT_GOAL := help
 
@@ -58,11 +58,19 @@ test: $(VENV)/.dev-installed  ## the whole suite: unit, functional, integration,
 	$(PY) -m pytest $(ARGS)
 
 # --- development
-lint: $(VENV)/.dev-installed  ## ruff, mypy, the import-linter contracts (the layers) and bandit over function/
+# The loop between edits (README, "Contributing"): seconds, not the whole suite's minutes; CI runs everything.
+check: $(VENV)/.dev-installed  ## ruff, mypy, the import contracts and the fast tests (unit + functional, not slow)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest tests/unit tests/functional -m "not slow" -q $(ARGS)
+
+lint: $(VENV)/.dev-installed  ## ruff, mypy, the import-linter contracts (the layers), bandit over function/, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check . $(ARGS)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/bandit -q -r function
+	$(VENV)/bin/hadolint function/Dockerfile
 
 # Mutation testing of the core and AWS packages (scripts/mutate.py says why in a workspace of its own);
 # make test runs a one-module smoke of the same configuration (tests/deploy/test_mutation.py).
@@ -100,8 +108,10 @@ api-fuzz: $(VENV)/.dev-installed  ## Schemathesis on make serve's OpenAPI docume
 	mkdir -p runs/api-fuzz
 	API_FUZZ_EXAMPLES=$(EXAMPLES) API_FUZZ_REPORT=runs/api-fuzz $(PY) -m pytest tests/integration/test_api_schema.py -s --timeout=3600 $(ARGS)
 
-# Needs PyPI's advisory data (pypi.org) reachable; --strict fails on any package it could not look up.
+# Needs PyPI's advisory data (pypi.org) reachable; --strict fails on any package it could not look up. Where pypi.org
+# does not answer, pip-audit calls every package "not found on PyPI": scripts/pypi_advisories.py says what it is first.
 audit: $(VENV)/.dev-installed  ## known vulnerabilities of the pinned runtime requirements (pip-audit; docs/security.md)
+	@$(PY) -m scripts.pypi_advisories
 	$(VENV)/bin/pip-audit -r function/requirements.txt --no-deps --disable-pip --strict --progress-spinner off $(ARGS)
 
 LOAD_SECONDS ?= 60
@@ -109,13 +119,19 @@ load: $(VENV)/.dev-installed  ## Locust on a loopback server at 1x, 4x, 16x its 
 	$(PY) -m bench.load --seconds $(LOAD_SECONDS) --out runs/load $(ARGS)
 
 # --- files and folders on this machine (README: "Command line"). OUT defaults to runs/segment for this
-# verb only (target-specific: `make export` keeps requiring its own OUT).
+# verb only (target-specific: `make export` keeps requiring its own OUT). make exits 2 whatever status
+# unet-segment failed with (1: some inputs failed; 2: usage): scripts/exit_status.py says which, first.
 segment: OUT ?= runs/segment
 segment: $(VENV)/.serve-installed  ## segment files, folders, globs: make segment IN=photos OUT=out ARGS="--recursive --jobs 2"
-	$(VENV)/bin/unet-segment $(IN) -o $(OUT) $(ARGS)
+	$(VENV)/bin/unet-segment $(IN) -o $(OUT) $(ARGS) || $(PY) -m scripts.exit_status unet-segment $$?
 
 # --- AWS (docs/deploy.md). invoke and lambda-size need neither Docker nor an AWS account.
 # make invoke: S3 events read and write moto on loopback; S3=aws uses your AWS configuration instead.
+# make serve-local: the upload flow with nothing of AWS (scripts/serve_local.py says how the S3 event gets to the
+# function); moto is a dev dependency, hence the dev venv.
+serve-local: $(VENV)/.dev-installed  ## the upload flow on this machine: moto's S3, the API, the upload function on each upload (prints the URL; Ctrl-C stops)
+	exec $(PY) -m scripts.serve_local $(ARGS)
+
 S3 ?= local
 invoke: $(VENV)/.dev-installed  ## a Lambda entry in-process with an event: make invoke EVENT=events/s3_put_upload.json IMAGE=photo.jpg
 	$(PY) -m scripts.invoke $(EVENT) $(if $(filter local,$(S3)),--local-s3) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)

@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from moto.server import ThreadedMotoServer
 
 HOST = "127.0.0.1"
-STARTUP_TIMEOUT_S = 30.0
+STARTUP_TIMEOUT_S = 60.0  # 30 s was not enough on 2 cores beside a training run
+STOP_TIMEOUT_S = 10.0  # a child that has not exited by then after SIGTERM is killed
 
 
 def local_aws_env(endpoint: str) -> dict[str, str]:
@@ -49,16 +50,28 @@ def moto_in_thread() -> Iterator[str]:
 
 @contextmanager
 def moto_in_subprocess(port: int) -> Iterator[str]:
-    """moto's server as a child process (its memory stays out of ours); yields its endpoint URL."""
+    """moto's server as a child process (its memory stays out of ours); yields its endpoint URL.
+
+    In a session of its own: a terminal's Ctrl-C reaches the caller alone, which stops moto after what uses it.
+    """
     endpoint = f"http://{HOST}:{port}"
     command = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_until_up(endpoint, server)
         yield endpoint
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop_process(server)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_S; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:
