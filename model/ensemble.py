@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import compose, helper, numpy_helper
 from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
@@ -261,10 +262,21 @@ def build_graph(members: Sequence[onnx.ModelProto], weights: Sequence[float], tt
 
 # --- the command
 
+def load_member(path: Path) -> onnx.ModelProto:
+    """One member; a file that is missing, unreadable or not ONNX is an EnsembleError naming it (exit status 2)."""
+    hint = "give the .onnx files model.export wrote"
+    try:
+        return onnx.load(str(path))
+    except OSError as error:
+        raise EnsembleError(f"member {path}: {error.strerror or error}: {hint}") from None
+    except DecodeError:
+        raise EnsembleError(f"member {path} is not an ONNX model: {hint}") from None
+
+
 def build_ensemble(paths: Sequence[Path], weights: Sequence[float] | None, tta: str) -> onnx.ModelProto:
     """Load, check the contract, merge; the returned model carries everything but its identity and metrics."""
     # 1. members and their contract
-    members = [onnx.load(str(path)) for path in paths]
+    members = [load_member(path) for path in paths]
     metadatas = [{p.key: p.value for p in member.metadata_props} for member in members]
     names = [str(path) for path in paths]
     contract = shared_contract(metadatas, names)

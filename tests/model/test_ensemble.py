@@ -259,6 +259,27 @@ def test_an_unknown_tta_mode_is_a_usage_error(tiny_model_path: Path, tmp_path: P
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [("absent.onnx", "member {path}: No such file or directory: give the .onnx files model.export wrote"),
+     ("folder", "member {path}: Is a directory: give the .onnx files model.export wrote"),
+     ("notes.onnx", "member {path} is not an ONNX model: give the .onnx files model.export wrote")],
+    ids=["missing", "folder", "not-onnx"],
+)
+def test_a_member_that_is_not_a_model_file_is_a_usage_error_naming_it(
+    tiny_model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], member: str, message: str
+) -> None:
+    # GIVEN a missing file, a folder and a text file named as members (issue 23: a traceback, before)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.onnx").write_text("not a model")
+    with pytest.raises(SystemExit) as exit_info:
+        build([tiny_model_path, tmp_path / member], tmp_path / "e.onnx", "--tta", "hflip")
+    # THEN exit status 2 and the last line of stderr names it, with what to give instead
+    last_line = capsys.readouterr().err.splitlines()[-1]
+    assert exit_info.value.code == 2 and last_line.endswith(f": error: {message.format(path=tmp_path / member)}")
+    assert not (tmp_path / "e.onnx").exists()
+
+
 def with_metadata(source: Path, out: Path, **changes: str) -> Path:
     model = onnx.load(str(source))
     onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **changes})

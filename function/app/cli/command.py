@@ -38,13 +38,14 @@ from app.runtime import load_segmenter
 
 OPTIONS = ("output", "format", "quality", "color", "alpha", "threshold")  # RenderOptions' fields, as flags
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+HELP = __doc__.replace("``", "")  # --help is read in a terminal: the docstring's literals as plain text
 
 logger = logging.getLogger(PROGRAM)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.partition("\n\n")[0],
-                                     epilog=__doc__.partition("\n\n")[2],
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=HELP.partition("\n\n")[0],
+                                     epilog=HELP.partition("\n\n")[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=f"an image file ({ACCEPTED}), a folder, a glob")
     parser.add_argument("-o", "--out", required=True, type=Path, metavar="OUT_DIR", help="where results go")

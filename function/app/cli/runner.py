@@ -115,8 +115,8 @@ class Runner:
             data = job.source.path.read_bytes()
             result = render(self.segmenter, data, self.limits, self.options).result
             write_atomically(job.target, result.body)
-        except ImageRejected as rejected:
-            return rejected.detail
+        except ImageRejected as rejected:  # its reason, of this file; its remedy is worded for HTTP clients
+            return rejected.reason
         except OSError as error:  # unreadable input, unwritable output, a full disk
             return f"{type(error).__name__}: {error}"
         except Exception as error:  # a bug: its traceback in the log, and the run goes on

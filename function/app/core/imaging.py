@@ -26,8 +26,9 @@ HEIF and AVIF: their ``irot``/``imir``, once, ``app.core.heif``) and converts to
 The decoded image's ``info`` holds one entry at most: ``icc_profile``, the input's RGB
 ICC profile (``app.core.colour.rgb_profile``); the rest described the file, not these
 pixels. Anything Pillow raises while decoding becomes ``CorruptImage`` (400), or
-``ImageTooLarge`` for memory exhaustion. Every rejection carries ``status_code`` and a
-``detail`` that says what to send instead.
+``ImageTooLarge`` for memory exhaustion. Every rejection carries ``status_code``, its
+``reason`` (what is wrong with the file) and a ``remedy`` (what to send instead), which an
+HTTP answer joins into its ``detail``.
 """
 
 from __future__ import annotations
@@ -127,13 +128,16 @@ class DecodeLimits:
 
 
 class ImageRejected(Exception):
-    """An image this service will not process; ``status_code`` and ``detail`` form the HTTP answer."""
+    """An image this service will not process: ``reason`` says what is wrong with it, ``remedy`` (if any) what a
+    client should send instead. ``status_code`` and ``detail`` (the two together) form the HTTP answer; the
+    command line, which reads a local file, names the file with the reason alone (``app.cli.runner``)."""
 
     status_code = 400
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init__(self, reason: str, remedy: str = "") -> None:
+        self.reason, self.remedy = reason, remedy
+        self.detail = f"{reason}: {remedy}" if remedy else reason
+        super().__init__(self.detail)
 
 
 class CorruptImage(ImageRejected):
@@ -226,11 +230,11 @@ def _open_checked(upload: Upload, limits: DecodeLimits) -> ImageFile.ImageFile:
 
 def _check_byte_size(size: int, limits: DecodeLimits) -> None:
     if not size:
-        raise CorruptImage(f"the file is empty: send a {ACCEPTED} image")
+        raise CorruptImage("the file is empty", f"send a {ACCEPTED} image")
     if size > limits.max_bytes:
         raise ImageTooLarge(
-            f"the file is {size} bytes, over the {limits.max_bytes}-byte limit: "
-            "send a smaller or more compressed image"
+            f"the file is {size} bytes, over the {limits.max_bytes}-byte limit",
+            "send a smaller or more compressed image",
         )
 
 
@@ -238,7 +242,7 @@ def _open_allowed(upload: Upload) -> ImageFile.ImageFile:
     """Reads the header with the allowed plugins only; says why when none accepts it."""
     formats = _plugins_for(upload.head)
     if formats == ("HEIF",) and unreadable_item_strings(_through_meta(upload)):
-        raise CorruptImage("the HEIF file's item information is corrupt: send a valid image")
+        raise CorruptImage("the HEIF file's item information is corrupt", "send a valid image")
     with _rejecting_decode_errors():
         try:
             if formats:
@@ -247,10 +251,10 @@ def _open_allowed(upload: Upload) -> ImageFile.ImageFile:
             pass
     found = sniff_format(upload.sniffable)
     if found is None:
-        raise CorruptImage(f"the file is not a recognised image: send a {ACCEPTED} image")
+        raise CorruptImage("the file is not a recognised image", f"send a {ACCEPTED} image")
     if found in ALLOWED_FORMATS:
-        raise CorruptImage(f"the file looks like {found} but its header is corrupt: send a valid image")
-    raise UnsupportedFormat(f"{found} images are not accepted: send a {ACCEPTED} image")
+        raise CorruptImage(f"the file looks like {found} but its header is corrupt", "send a valid image")
+    raise UnsupportedFormat(f"{found} images are not accepted", f"send a {ACCEPTED} image")
 
 
 def _gif_canvas(upload: Upload) -> tuple[int, int] | None:
@@ -300,8 +304,8 @@ def _check_pixel_count(size: tuple[int, int], limits: DecodeLimits) -> None:
     width, height = size
     if width * height > limits.max_pixels:
         raise ImageTooLarge(
-            f"the image is {width}x{height} = {width * height} pixels, over the {limits.max_pixels}-pixel "
-            "limit: send a smaller image"
+            f"the image is {width}x{height} = {width * height} pixels, over the {limits.max_pixels}-pixel limit",
+            "send a smaller image",
         )
 
 
@@ -315,9 +319,10 @@ def _rejecting_decode_errors() -> Iterator[None]:
     except Image.DecompressionBombError as error:
         raise ImageTooLarge(f"the image is too large to decode: {error}") from error
     except MemoryError as error:
-        raise ImageTooLarge("the image needs more memory to decode than is available: send a smaller image") from error
+        needs = "the image needs more memory to decode than is available"
+        raise ImageTooLarge(needs, "send a smaller image") from error
     except DECODE_ERRORS as error:
-        raise CorruptImage(f"the image could not be decoded ({error}): send a complete, valid image") from error
+        raise CorruptImage(f"the image could not be decoded ({error})", "send a complete, valid image") from error
 
 
 def exif_orientation(image: Image.Image) -> int:
@@ -345,7 +350,7 @@ CONVERTIBLE_MODES = frozenset({"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr"}) |
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any supported mode -> RGB (the module docstring says how); the image itself when already RGB."""
     if image.mode not in CONVERTIBLE_MODES:
-        raise UnsupportedFormat(f"colour mode {image.mode} is not supported: send an RGB or greyscale image")
+        raise UnsupportedFormat(f"colour mode {image.mode} is not supported", "send an RGB or greyscale image")
     if image.mode in HIGH_DEPTH_MODES:
         image = to_8bit(image)
     if image.mode in ALPHA_MODES or "transparency" in image.info:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -70,16 +70,15 @@ def gateway_caller(request: Request) -> Caller | None:
     return Caller(f"iam:{short_hash(str(principal))}") if principal else None
 
 
-def require_caller(
+def require_key(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(key_header_scheme)],
-) -> Caller | None:
-    """The protected routes' gate: a valid key when keys are configured, else whoever the gateway passed."""
-    keys: ApiKeys | None = request.app.state.api_keys
-    presented = api_key or (bearer.credentials if bearer else None)
-    caller = gateway_caller(request) if keys is None else keys.identify(presented)
-    if keys is not None and caller is None:
+) -> Caller:
+    """The protected routes' gate when keys are configured: a valid key, else 401."""
+    keys: ApiKeys = request.app.state.api_keys
+    caller = keys.identify(api_key or (bearer.credentials if bearer else None))
+    if caller is None:
         logger.warning("unauthenticated request refused", extra={"path": request.url.path})
         raise HTTPException(status_code=401, headers={"WWW-Authenticate": "Bearer"},
                             detail="this route needs an API key: send Authorization: Bearer <key> or X-API-Key: <key>")
@@ -87,10 +86,19 @@ def require_caller(
     return caller
 
 
-CallerDep = Annotated[Caller | None, Depends(require_caller)]
+def admit_gateway_caller(request: Request) -> Caller | None:
+    """The gate without keys: the routes are open, and whoever API Gateway passed (if anyone) is the caller."""
+    request.state.caller = gateway_caller(request)
+    return request.state.caller
+
+
+def caller_gate(keys: ApiKeys | None) -> Callable[..., Caller | None]:
+    """The protected routes' dependency. Only ``require_key`` depends on the security schemes, so the OpenAPI
+    document declares them (Swagger UI's padlocks) only where a key is asked for."""
+    return require_key if keys is not None else admit_gateway_caller
 
 
 def caller_id(request: Request) -> str | None:
-    """The id of the caller ``require_caller`` admitted (None: an open route, or nobody identified)."""
+    """The id of the caller ``caller_gate``'s dependency admitted (None: an open route, or nobody identified)."""
     caller: Caller | None = getattr(request.state, "caller", None)
     return caller.id if caller else None

@@ -12,7 +12,7 @@ from app.core.model_holder import ModelHolder
 from app.core.options import RenderOptions
 from app.core.settings import Settings
 from app.http import batch, page, routes, uploads
-from app.http.auth import ApiKeys, require_caller
+from app.http.auth import ApiKeys, caller_gate
 from app.http.body_limit import BodySizeLimit
 from app.http.docs import install_docs
 from app.http.errors import install_error_handlers
@@ -39,8 +39,9 @@ def create_app(settings: Settings, holder: ModelHolder, work_queue: WorkQueue) -
     app.add_middleware(BodySizeLimit, max_file_bytes=settings.MAX_UPLOAD_BYTES)
     install_error_handlers(app)
     app.include_router(routes.open_router)
+    gate = caller_gate(app.state.api_keys)  # with keys, the OpenAPI document declares their security schemes
     for protected in (routes.router, batch.router, uploads.router):
-        app.include_router(protected, dependencies=[Depends(require_caller)], responses=UNAUTHENTICATED)
+        app.include_router(protected, dependencies=[Depends(gate)], responses=UNAUTHENTICATED)
     app.include_router(page.router)  # open, as /docs is: the page asks for a key when the server needs one
     install_docs(app)
     return app

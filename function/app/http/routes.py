@@ -1,6 +1,6 @@
 """The routes: ``GET /`` (the seed's answer) and ``GET /health``, always open; ``POST /predict``, protected.
 
-``create_app`` includes ``router`` behind ``app.http.auth.require_caller``. ``render_queued`` and
+``create_app`` includes ``router`` behind ``app.http.auth.caller_gate``. ``render_queued`` and
 ``check_response_size`` are also what ``POST /predict/batch`` does per file, so a file's result is the same.
 """
 

@@ -77,6 +77,24 @@ def test_a_folder_recursively(segment: Callable, photos: Path, tmp_path: Path) -
     assert f"ignored 1 file(s) in the folders that are not {ACCEPTED} images" in err
 
 
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"a shopping list, not an image", "the file is not a recognised image"),
+    (b"", "the file is empty"),
+    (b"8BPS\x00\x01" + b"\x00" * 64, "PSD images are not accepted"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "the file looks like PNG but its header is corrupt"),
+], ids=["text", "empty", "psd", "png-header"])
+def test_a_file_that_is_not_a_readable_image_is_named_with_its_reason(segment: Callable, tmp_path: Path,
+                                                                      data: bytes, reason: str) -> None:
+    # GIVEN a local file that is no image it can read (the HTTP API's detail adds "send a ... image")
+    source = tmp_path / "in" / "notes.png"
+    source.parent.mkdir()
+    source.write_bytes(data)
+    status, summary, err = segment(str(source), "-o", str(tmp_path / "out"))
+    # THEN it fails with one line naming the file and what is wrong with it, and nothing a client would send
+    assert (status, counts(summary)) == (1, (0, 1, 0))
+    assert err.splitlines() == [f"unet-segment: failed {source}: {reason}"]
+
+
 def test_a_folder_without_recursive_takes_its_own_images_only(segment: Callable, photos: Path,
                                                               tmp_path: Path) -> None:
     status, summary, _ = segment(str(photos), "-o", str(tmp_path / "out"))
@@ -128,6 +146,19 @@ def test_usage_errors_exit_2_before_any_work(segment: Callable, photos: Path, tm
     assert (status, summary) == (2, None)
     assert f"unet-segment: error: {message}" in err and err.startswith("usage: unet-segment")
     assert not (tmp_path / "out").exists()
+
+
+def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help is the module docstring, read in a terminal: its reStructuredText literals come out as plain text."""
+    from app.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert "\nunet-segment INPUT... -o OUT_DIR: segment image files, folders and globs into OUT_DIR.\n" in out
+    assert "Results\nare named as the S3 trigger names them (cat.jpg -> cat.jpg.png, .mask.png," in out
+    assert "``" not in out
 
 
 def test_two_inputs_for_one_output_exit_2(segment: Callable, photos: Path, tmp_path: Path) -> None:

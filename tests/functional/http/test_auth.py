@@ -29,6 +29,9 @@ PROTECTED = [
     ("get", f"/results/{'a' * 32}", {}),
 ]
 OPEN = ["/", "/health", "/openapi.json", "/docs"]
+# The same routes as the OpenAPI document names them: path, method
+PROTECTED_OPERATIONS = [("/predict", "post"), ("/predict/batch", "post"), ("/uploads", "post"),
+                        ("/results/{upload_id}", "get")]
 
 
 @pytest.fixture
@@ -133,11 +136,24 @@ def test_the_key_is_never_logged_but_its_short_hash_is(keyed: Any, captured_log:
 def test_openapi_documents_both_key_forms_and_the_401(keyed: Any) -> None:
     document = keyed.get("/openapi.json").json()
     assert set(document["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
-    for path, method in (("/predict", "post"), ("/predict/batch", "post"), ("/uploads", "post"),
-                         ("/results/{upload_id}", "get")):
+    for path, method in PROTECTED_OPERATIONS:
         operation = document["paths"][path][method]
         assert "401" in operation["responses"] and operation["security"]
     assert "security" not in document["paths"]["/health"]["get"]
+
+
+@pytest.mark.parametrize(("settings", "schemes", "secured"), [
+    ({}, set(), False),
+    ({"API_KEYS": ",".join(KEYS)}, {"HTTPBearer", "APIKeyHeader"}, True),
+], ids=["no-keys", "keys"])
+def test_openapi_declares_the_key_schemes_only_when_keys_are_configured(
+    make_client: Callable, settings: dict[str, str], schemes: set[str], secured: bool
+) -> None:
+    """Swagger UI draws a padlock on each route with a security requirement: without keys none asks for one."""
+    document = make_client(**settings).get("/openapi.json").json()
+    assert set(document["components"].get("securitySchemes", {})) == schemes
+    operations = [document["paths"][path][method] for path, method in PROTECTED_OPERATIONS]
+    assert ["security" in operation for operation in operations] == [secured] * len(PROTECTED_OPERATIONS)
 
 
 def test_a_keys_file_that_is_not_there_stops_the_start(make_client: Callable, tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any, get_args
+from urllib.parse import unquote
+from xml.etree import ElementTree
 
 import pytest
 
@@ -16,16 +18,18 @@ from app.core.options import ImageFormat, Output
 from app.http.schemas import PredictOptions
 
 EXTERNAL = re.compile(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)  # any URL naming a host
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # the inline icon's: a name, never fetched
 
 
 class Controls(HTMLParser):
-    """The form controls' names, each select's option values, and every src/href the page references."""
+    """The form controls' names, each select's option values, every src/href the page references, its icons."""
 
     def __init__(self) -> None:
         super().__init__()
         self.names: list[str] = []
         self.choices: dict[str, list[str]] = {}
         self.references: list[str] = []
+        self.icons: list[str] = []
         self._select: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -38,6 +42,8 @@ class Controls(HTMLParser):
         if tag == "option" and self._select:
             self.choices[self._select].append(str(attributes["value"]))
         self.references += [str(attributes[key]) for key in ("src", "href") if attributes.get(key)]
+        if tag == "link" and attributes.get("rel") == "icon":
+            self.icons.append(str(attributes["href"]))
 
 
 def parsed(html: str) -> Controls:
@@ -49,8 +55,18 @@ def parsed(html: str) -> Controls:
 def test_the_page_is_one_self_contained_html_file(make_client: Callable) -> None:
     response = make_client().get("/ui")
     assert (response.status_code, response.headers["content-type"]) == (200, "text/html; charset=utf-8")
-    assert EXTERNAL.findall(response.text) == []  # no CDN, no font service: it works without internet
-    assert parsed(response.text).references == ["docs"]  # styles and script inline; one link, to the API docs
+    assert EXTERNAL.findall(response.text.replace(SVG_NAMESPACE, "")) == []  # no CDN, no font service: offline
+    controls = parsed(response.text)
+    assert controls.references == [*controls.icons, "docs"]  # styles, script, icon inline; one link, to the API docs
+
+
+def test_the_page_brings_its_own_icon(make_client: Callable) -> None:
+    """Without an icon the browser asks for /favicon.ico, a 404; this one is inline SVG and asks for nothing."""
+    [icon] = parsed(make_client().get("/ui").text).icons
+    media_type, _, svg = icon.partition(",")
+    root = ElementTree.fromstring(unquote(svg))
+    assert (media_type, root.tag, root.get("width"), root.get("height")) == (
+        "data:image/svg+xml", f"{{{SVG_NAMESPACE}}}svg", "32", "32")
 
 
 def test_the_page_offers_every_option_of_the_api_with_its_values(make_client: Callable) -> None:

@@ -69,6 +69,38 @@ def test_a_dropped_or_pasted_image_is_segmented_the_same(page: Page, server: str
     assert page.inner_text("#original-caption") == "Original: blobs.jpg (21.2 kB)"
 
 
+@pytest.mark.parametrize("how", ["drop", "paste"])
+def test_a_dropped_or_pasted_image_is_named_by_the_file_input(page: Page, server: str, how: str) -> None:
+    # GIVEN the page, its file input empty ("No file chosen")
+    open_page(page, server)
+    assert page.eval_on_selector("#file", "input => input.files.length") == 0
+    # WHEN an image is dropped or pasted
+    data = base64.b64encode(SAMPLE_JPEG.read_bytes()).decode()
+    page.evaluate(HAND_OVER, [how, SAMPLE_JPEG.name, "image/jpeg", data])
+    wait_for_run(page, 1)
+    # THEN the input holds that file, as if it had been chosen, and the image was taken once
+    files = page.eval_on_selector("#file", "input => [...input.files].map((file) => [file.name, file.size])")
+    assert files == [[SAMPLE_JPEG.name, SAMPLE_JPEG.stat().st_size]]
+    assert page.get_attribute("#result-panel", "data-run") == "1"
+
+
+# The page's icon as the browser decodes it: its size, or an error.
+ICON_SIZE = """() => new Promise((resolve, reject) => {
+  const image = new Image();
+  image.onload = () => resolve([image.naturalWidth, image.naturalHeight]);
+  image.onerror = () => reject(new Error("the page's icon does not decode"));
+  image.src = document.querySelector("link[rel=icon]").href;
+})"""
+
+
+def test_the_page_has_an_icon_and_no_request_fails(page: Page, server: str) -> None:
+    failed: list[str] = []
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    open_page(page, server)
+    assert page.evaluate(ICON_SIZE) == [32, 32]  # Chromium takes it, so it asks for no /favicon.ico
+    assert failed == []
+
+
 def test_a_text_file_shows_the_servers_400_in_words(page: Page, server: str, shot: Callable) -> None:
     detail = requests.post(f"{server}/predict", files={"file": ("notes.txt", TEXT_FILE["buffer"])}, timeout=30)
     assert detail.status_code == 400

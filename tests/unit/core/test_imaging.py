@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageCms, ImageFile
 
 from app.core.imaging import (
+    ACCEPTED,
     ALLOWED_FORMATS,
     CorruptImage,
     DecodeLimits,
@@ -690,6 +691,26 @@ def test_a_file_is_refused_as_its_bytes_are(data: bytes, limits: DecodeLimits, e
         decode_image(io.BytesIO(data), limits)
     assert from_file.value.detail == from_bytes.value.detail
     assert from_file.value.detail.startswith(detail)
+
+
+@pytest.mark.parametrize(("data", "limits", "reason", "remedy"), [
+    (b"", ROOMY, "the file is empty", f"send a {ACCEPTED} image"),
+    (b"hello " * 20, ROOMY, "the file is not a recognised image", f"send a {ACCEPTED} image"),
+    (psd(), ROOMY, "PSD images are not accepted", f"send a {ACCEPTED} image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, ROOMY, "the file looks like PNG but its header is corrupt",
+     "send a valid image"),
+    (b"\x89PNG" + b"\x00" * 100, DecodeLimits(max_bytes=50, max_pixels=100),
+     "the file is 104 bytes, over the 50-byte limit", "send a smaller or more compressed image"),
+    (png_declaring(20_000, 20_000), ROOMY, "the image is 20000x20000 = 400000000 pixels, over the 50000000-pixel "
+     "limit", "send a smaller image"),
+], ids=["empty", "text", "psd", "png-header", "byte-size", "declared-pixels"])
+def test_a_rejection_keeps_what_is_wrong_apart_from_what_to_send(data: bytes, limits: DecodeLimits, reason: str,
+                                                                 remedy: str) -> None:
+    """The reason speaks of the file (the command line says it alone); HTTP's detail adds what to send instead."""
+    with pytest.raises(ImageRejected) as raised:
+        decode_image(data, limits)
+    assert (raised.value.reason, raised.value.remedy) == (reason, remedy)
+    assert raised.value.detail == str(raised.value) == f"{reason}: {remedy}"
 
 
 # --- the header alone (what the memory budget reads) ---------------------------------------------
