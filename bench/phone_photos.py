@@ -43,7 +43,7 @@ from bench import REPO
 from bench.measure import machine_info, time_ms
 from bench.photo import photo_jpeg
 from tests.samples import DISPLAY_P3_ICC
-from tests.support import SAMPLE_JPEG
+from tests.support import PERSON_JPEG
 
 SIZE = (4000, 3000)
 LIMITS = DecodeLimits(max_bytes=10**9, max_pixels=10**9)
@@ -146,11 +146,11 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def agreement_images(jpeg: bytes) -> dict[str, Image.Image]:
-    """The photo-like frame (random colours: many outside sRGB) and the model's own kind of image at 12 MP."""
-    with Image.open(SAMPLE_JPEG) as sample:  # model.synthetic's held-out sample 2, 447x231
-        blobs = sample.convert("RGB").resize((447 * 9, 231 * 9), Image.Resampling.BICUBIC)
+    """The photo-like frame (random colours: many outside sRGB) and the model's own kind of photo at ~12 MP."""
+    with Image.open(PERSON_JPEG) as sample:  # a test photo of the person model's split, 550x829
+        person = sample.convert("RGB").resize((550 * 5, 829 * 5), Image.Resampling.BICUBIC)
     return {"photo-like frame (bench.photo)": decode_image(jpeg, LIMITS),
-            "events/images/blobs.jpg x9 (the model's domain)": blobs}
+            "events/images/person.jpg x5 (the model's domain)": person}
 
 
 def uncached_check(profile: bytes) -> bool:

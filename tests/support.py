@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ EVENTS = REPO / "events"
 PNGSUITE = REPO.parent / "shared" / "corpus" / "pngsuite" / "png"
 SAMPLE_JPEG = EVENTS / "images" / "blobs.jpg"
 SAMPLE_PNG = EVENTS / "images" / "blobs.png"
+PERSON_JPEG = EVENTS / "images" / "person.jpg"  # a real photo: test photo 0534 of model.ccp's split (tests/photos)
 # The events' bucket: template.yaml's name for stack "unet-segmentation" in account 123456789012, us-east-1.
 BUCKET = "unet-segmentation-123456789012-us-east-1"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -43,6 +45,14 @@ def export_tiny_model(path: Path) -> Path:
     identity = {"model_name": "tiny-test-unet", "model_version": "0.0.1", "training_data": "untrained"}
     export_onnx(UNet(UNetConfig(base_width=4)), prep, path, build_metadata(prep, identity, {}))
     return path
+
+
+def model_card() -> dict[str, Any]:
+    """The json block of model/weights/MODEL_CARD.md: the bundled model's figures, which its tests recompute."""
+    text = (REPO / "model" / "weights" / "MODEL_CARD.md").read_text()
+    block = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
+    assert block, "MODEL_CARD.md has no json block"
+    return json.loads(block.group(1))
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def test_seed_client_gets_an_overlay_of_the_same_size(server_url: str, tmp_path:
 def test_root_health_and_errors_over_the_wire(server_url: str) -> None:
     assert requests.get(f"{server_url}/", timeout=10).json() == {"message": "UNet API is running!"}
     health = requests.get(f"{server_url}/health", timeout=10).json()
-    assert (health["status"], health["model"]["name"]) == ("ready", "unet-synthetic-blobs")
+    assert (health["status"], health["model"]["name"]) == ("ready", "unet-person-ccp")
     assert health["model"]["sha256"] == sha256_of(BUNDLED_MODEL)  # the relative MODEL_URI found the file
     refused = requests.post(f"{server_url}/predict", files={"file": ("a.txt", b"not an image")}, timeout=10)
     assert refused.status_code == 400

@@ -19,6 +19,7 @@ from model.evaluate import evaluate
 from model.metadata import read_preprocessing
 from model.preprocessing import Preprocessing
 from model.quantize import GateResult, calibration_inputs, compare_on_heldout
+from model.scoring import labelled_photos
 from model.synthetic import HELDOUT_SEED
 
 FAST = ["--calibration-images", "8", "--gate-images", "8"]
@@ -151,17 +152,47 @@ SHIPPED = Path(__file__).resolve().parents[2] / "model" / "weights" / "unet-int8
 CARD = SHIPPED.with_name("MODEL_CARD.md")
 
 
-def test_the_shipped_int8_model_passed_the_default_gate_and_its_card_names_it(bundled_model_path: Path) -> None:
+def test_the_shipped_int8_model_passed_the_default_gate_on_test_photos_and_its_card_names_it(
+    bundled_model_path: Path,
+) -> None:
     metadata, source = metadata_of(SHIPPED), metadata_of(bundled_model_path)
     shared = set(source) - {"metrics", "model_version"}
     assert {key: metadata[key] for key in shared} == {key: source[key] for key in shared}
-    assert metadata["precision"] == "int8" and metadata["model_version"] == "1.0.0+int8"
+    assert metadata["precision"] == "int8" and metadata["model_version"] == "2.0.0+int8"
     gate = json.loads(metadata["quantization_gate"])
-    assert json.loads(metadata["metrics"]) == {"held_out": {"images": 500, "iou": gate["iou_int8"],
-                                                            "mask_iou_vs_float": gate["mask_iou"]}}
-    assert gate["passed"] and gate["images"] >= quantize.GATE_IMAGES
+    assert json.loads(metadata["metrics"]) == {"test": {"images": 80, "iou": gate["iou_int8"],
+                                                        "mask_iou_vs_float": gate["mask_iou"]}}
+    # gated on the 80 test photos of model.ccp's split, at the defaults, calibrated on training photos
+    assert gate["passed"] and gate["images"] == 80
     assert (gate["min_mask_iou"], gate["max_iou_drop"]) == (quantize.MIN_MASK_IOU, quantize.MAX_IOU_DROP)
     assert gate["mask_iou"] >= 0.99 and gate["iou_float"] - gate["iou_int8"] <= 0.005
-    assert json.loads(metadata["quantization"])["calibration_set"]["seed"] != HELDOUT_SEED
+    how = json.loads(metadata["quantization"])
+    assert (how["gate_set"], how["calibration_set"]["data"]) == ("test", "photos of train (evenly spread)")
     assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() in CARD.read_text()
     assert SHIPPED.stat().st_size < 40_000_000
+
+
+PHOTOS = Path(__file__).resolve().parents[1] / "photos"
+
+
+def test_quantizing_on_photos_calibrates_on_them_and_gates_at_their_own_size(tiny_model_path: Path,
+                                                                            tmp_path: Path) -> None:
+    # WHEN the tiny model is quantised on the committed photos (calibration and gate)
+    result = run_quantize([str(tiny_model_path), str(tmp_path / "int8.onnx"), *LENIENT, "--calibration-images", "3",
+                           "--calibration-data", str(PHOTOS), "--gate-data", str(PHOTOS)])
+    # THEN the gate scored the five photos, and the file says how it was made
+    assert result["gate"]["images"] == 5 and result["gate"]["passed"]
+    metadata = metadata_of(tmp_path / "int8.onnx")
+    assert list(json.loads(metadata["metrics"])) == ["test"]
+    how = json.loads(metadata["quantization"])
+    assert how["calibration_set"] == {"images": 3, "data": "photos of photos (evenly spread)"}
+    assert how["gate_set"] == "photos"
+
+
+def test_photo_calibration_takes_evenly_spread_photos_as_served() -> None:
+    prep = Preprocessing(height=64, width=64)
+    inputs = quantize.photo_calibration_inputs(prep, PHOTOS, 2)
+    photos = labelled_photos(PHOTOS)
+    expected = np.concatenate([prep.image_to_input(photos[0].photo), prep.image_to_input(photos[-1].photo)])
+    np.testing.assert_array_equal(inputs, expected)  # the first and the last of five
+

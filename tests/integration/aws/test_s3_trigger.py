@@ -23,11 +23,23 @@ from app.core.settings import Settings
 from app.runtime import build_holder
 from scripts.invoke import LambdaContext
 from tests.samples import DISPLAY_P3_ICC, oriented
-from tests.support import BUCKET, DEFAULT_MODEL, SAMPLE_JPEG, SAMPLE_PNG, expected_overlay, load_event, sha256_of
+from tests.support import (
+    BUCKET,
+    DEFAULT_MODEL,
+    REPO,
+    SAMPLE_JPEG,
+    SAMPLE_PNG,
+    expected_overlay,
+    load_event,
+    model_card,
+    sha256_of,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UPLOAD_KEY = "uploads/my photo+1.jpg"  # events/s3_put_upload.json's key, "uploads/my+photo%2B1.jpg", decoded
-HELDOUT_SAMPLE = 2  # events/images/blobs.jpg is model.synthetic's held-out sample 2, saved at JPEG quality 85
+PERSON = REPO / "events" / "images" / "person.jpg"  # test photo 0534 of model.ccp's split (tests/photos)
+PERSON_TRUTH = REPO / "tests" / "photos" / "masks" / "0534.png"
+PERSON_FLOOR = model_card()["golden_floors"]["0534"]  # the card's floor for this photo (tests/model)
 
 
 def keys_in(s3: Any, prefix: str = "") -> list[str]:
@@ -149,7 +161,7 @@ def test_summary_describes_the_mask_and_the_model(
         "source": {"bucket": BUCKET, "key": UPLOAD_KEY},
         "image": {"width": 447, "height": 231},
         **foreground(bundled_mask(sample(SAMPLE_JPEG))),
-        "model": {"name": "unet-synthetic-blobs", "version": "1.0.0+int8", "sha256": sha256_of(DEFAULT_MODEL)},
+        "model": {"name": "unet-person-ccp", "version": "2.0.0+int8", "sha256": sha256_of(DEFAULT_MODEL)},
         "options": {"output": "overlay", "format": "png", "quality": None, "color": "#ff3b30", "alpha": 0.5,
                     "threshold": None},  # no options in the object's metadata: the settings' defaults
         "outputs": {"result": "overlays/my photo+1.jpg.png", "mask": "overlays/my photo+1.jpg.mask.png"},
@@ -169,16 +181,14 @@ def test_the_summary_is_written_last(s3: Any, handler: Any, lambda_context: Lamb
     assert written == [f"{stem}.mask.png", f"{stem}.png", f"{stem}.json"]
 
 
-def test_the_bundled_model_finds_the_real_foreground(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:
-    """Realism: against model.synthetic's ground truth for the uploaded sample, the S3 mask scores IoU >= 0.95."""
-    from model.synthetic import HELDOUT_SEED, generate_sample
-
-    _, truth = generate_sample(np.random.default_rng([HELDOUT_SEED, HELDOUT_SAMPLE]))
-    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=SAMPLE_JPEG.read_bytes())
+def test_the_bundled_model_finds_the_person(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:
+    """Realism: a real test photo through the S3 trigger, against its labelled mask (tests/photos)."""
+    s3.put_object(Bucket=BUCKET, Key=UPLOAD_KEY, Body=PERSON.read_bytes())
     handler(load_event("s3_put_upload.json"), lambda_context)
     mask = np.asarray(read_image(s3, "overlays/my photo+1.jpg.mask.png")) == 255
+    truth = np.asarray(Image.open(PERSON_TRUTH)) == 255
     iou = np.logical_and(mask, truth).sum() / np.logical_or(mask, truth).sum()
-    assert iou >= 0.95, f"IoU {iou:.3f}"
+    assert iou >= PERSON_FLOOR, f"IoU {iou:.3f}"
 
 
 def test_several_records_in_one_event(s3: Any, handler: Any, lambda_context: LambdaContext) -> None:

@@ -141,8 +141,8 @@ def test_the_options_start_from_the_servers_defaults(page: Page, tuned_server: s
     shown = {control: page.input_value(f"#{control}")
              for control in ("output", "format", "quality", "color", "alpha", "threshold")}
     assert shown == {"output": "overlay", "format": "png", "quality": "", "color": "#00c8ff", "alpha": "0.25",
-                     "threshold": "0.5"}  # the threshold is the model's own, from /health too
-    assert (page.inner_text("#alpha-value"), page.inner_text("#threshold-value")) == ("0.25", "0.50")
+                     "threshold": "0.45"}  # the bundled model's own threshold (its metadata), from /health too
+    assert (page.inner_text("#alpha-value"), page.inner_text("#threshold-value")) == ("0.25", "0.45")
     # WHEN an image is chosen with nothing changed THEN no option is sent, and the server's defaults apply
     with page.expect_request(lambda request: request.url.startswith(f"{tuned_server}/predict")) as sent:
         page.set_input_files("#file", SAMPLE_JPEG)
