@@ -44,6 +44,8 @@ from google.protobuf.message import DecodeError
 from onnx import compose, helper, numpy_helper
 from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
+from model.metadata import DESCRIPTIVE_KEYS
+
 log = logging.getLogger("model.ensemble")
 
 # Defaults and fixed choices.
@@ -117,6 +119,13 @@ def _parsed(value: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError:
         return value
+
+
+def shared_descriptions(metadatas: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """The descriptive keys (task, dataset, licence, ...) every member gives alike: they describe the ensemble
+    too. One that differs (each member's own ``training`` recipe) stays in that member's file."""
+    values = {key: {metadata.get(key, "") for metadata in metadatas} for key in DESCRIPTIVE_KEYS}
+    return {key: found.pop() for key, found in values.items() if len(found) == 1 and "" not in found}
 
 
 def member_record(path: Path, metadata: Mapping[str, str], weight: float) -> dict[str, Any]:
@@ -287,7 +296,7 @@ def build_ensemble(paths: Sequence[Path], weights: Sequence[float] | None, tta: 
     model = build_graph(members, normalised, tta)
     # 3. metadata
     training = [metadata.get("training_data", "unknown") for metadata in metadatas]
-    metadata = ensemble_metadata(contract, records, training, tta)
+    metadata = {**shared_descriptions(metadatas), **ensemble_metadata(contract, records, training, tta)}
     helper.set_model_props(model, metadata)
     model.doc_string = metadata["training_data"]  # as model.export does
     onnx.checker.check_model(model)

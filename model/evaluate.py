@@ -21,7 +21,6 @@ import logging
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ import torch
 from model.datasets import SyntheticDataset
 from model.metadata import read_preprocessing
 from model.preprocessing import Preprocessing
-from model.scoring import OnnxPredictor, labelled_photos, score_photos, sweep_thresholds
+from model.scoring import OnnxPredictor, Overlap, labelled_photos, score_photos, sweep_thresholds
 from model.synthetic import HELDOUT_SEED
 
 log = logging.getLogger("model.evaluate")
@@ -39,28 +38,12 @@ log = logging.getLogger("model.evaluate")
 HELDOUT_SIZE = 500  # images in the held-out set the model card reports on
 
 
-@dataclass
-class HeldoutScore:
-    """Pooled IoU and Dice over all pixels, and the mean per-image IoU, accumulated batch by batch."""
-
-    intersection: int = 0
-    union: int = 0
-    predicted: int = 0
-    actual: int = 0
-    per_image: list[float] = field(default_factory=list)
+class HeldoutScore(Overlap):
+    """``Overlap`` accumulated batch by batch: N x H x W masks at once."""
 
     def add(self, masks: np.ndarray, truth: np.ndarray) -> None:
-        inter, uni = (masks & truth).sum(axis=(1, 2)), (masks | truth).sum(axis=(1, 2))
-        self.per_image += [float(i / u) if u else 1.0 for i, u in zip(inter, uni, strict=True)]
-        self.intersection, self.union = self.intersection + int(inter.sum()), self.union + int(uni.sum())
-        self.predicted, self.actual = self.predicted + int(masks.sum()), self.actual + int(truth.sum())
-
-    def result(self) -> dict[str, float]:
-        return {
-            "iou": round(self.intersection / self.union, 5),
-            "dice": round(2 * self.intersection / (self.predicted + self.actual), 5),
-            "mean_image_iou": round(float(np.mean(self.per_image)), 5),
-        }
+        for mask, actual in zip(masks, truth, strict=True):
+            super().add(mask, actual)
 
 
 def open_session(path: Path) -> ort.InferenceSession:

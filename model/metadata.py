@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model.preprocessing import Preprocessing
+if TYPE_CHECKING:  # model.preprocessing imports torch; model.ensemble reads the keys here without it
+    from model.preprocessing import Preprocessing
 
 DEFAULT_THRESHOLD = 0.5
 DESCRIPTIVE_KEYS = ("task", "dataset", "split", "training", "license", "citation")
@@ -52,6 +53,8 @@ def build_metadata(
 
 
 def read_preprocessing(metadata: Mapping[str, str]) -> Preprocessing:
+    from model.preprocessing import Preprocessing  # torch, only where a model's input is rebuilt
+
     return Preprocessing(
         height=int(metadata["input_height"]),
         width=int(metadata["input_width"]),

@@ -93,30 +93,47 @@ def load_predictor(path: Path) -> Predictor:
 
 
 @dataclass
-class PhotoScore:
-    """Pooled IoU and Dice over all pixels; per-photo IoU and boundary F; time inside the model."""
+class Overlap:
+    """Pooled intersection, union and pixel counts over masks, and each mask's own IoU."""
 
     intersection: int = 0
     union: int = 0
     predicted: int = 0
     actual: int = 0
     per_image_iou: list[float] = field(default_factory=list)
-    per_image_boundary_f: list[float] = field(default_factory=list)
-    model_seconds: float = 0.0
 
     def add(self, mask: np.ndarray, truth: np.ndarray) -> None:
+        """One boolean mask and its truth, of any (the same) size."""
         inter, union = int((mask & truth).sum()), int((mask | truth).sum())
         self.intersection, self.union = self.intersection + inter, self.union + union
         self.predicted, self.actual = self.predicted + int(mask.sum()), self.actual + int(truth.sum())
         self.per_image_iou.append(inter / union if union else 1.0)
-        self.per_image_boundary_f.append(boundary_f_score(mask, truth))
 
-    def result(self) -> dict[str, float | int]:
-        count = len(self.per_image_iou)
+    def result(self) -> dict[str, float]:
+        """Pooled ``iou`` and ``dice`` (1.0 where both are empty), ``mean_image_iou``; 5 decimals."""
+        total = self.predicted + self.actual
         return {
             "iou": round(self.intersection / self.union, 5) if self.union else 1.0,
-            "dice": round(2 * self.intersection / (self.predicted + self.actual), 5) if self.union else 1.0,
+            "dice": round(2 * self.intersection / total, 5) if total else 1.0,
             "mean_image_iou": round(float(np.mean(self.per_image_iou)), 5),
+        }
+
+
+@dataclass
+class PhotoScore(Overlap):
+    """``Overlap`` of photos at their own size, plus each one's boundary F and the time inside the model."""
+
+    per_image_boundary_f: list[float] = field(default_factory=list)
+    model_seconds: float = 0.0
+
+    def add(self, mask: np.ndarray, truth: np.ndarray) -> None:
+        super().add(mask, truth)
+        self.per_image_boundary_f.append(boundary_f_score(mask, truth))
+
+    def result(self) -> dict[str, float]:
+        count = len(self.per_image_iou)
+        return {
+            **super().result(),
             "boundary_f": round(float(np.mean(self.per_image_boundary_f)), 5),
             "ms_per_image": round(1000 * self.model_seconds / max(count, 1), 2),
             "images": count,

@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from model.ensemble import EPS, main, normalise_weights
+from model.ensemble import EPS, main, normalise_weights, shared_descriptions
 from model.evaluate import HeldoutScore, evaluate, heldout_batches, predict_masks
 from model.export import main as export_main
 from model.metadata import build_metadata
@@ -205,7 +205,8 @@ def test_metadata_keeps_the_contract_and_records_members(trained_members: list[P
     path = build(trained_members, tmp_path / "e.onnx", "--weights", "2", "1", "1", "--tta", "hflip",
                  "--name", "tiny-ensemble", "--version", "1.2.3")
     metadata, member = metadata_of(path), metadata_of(trained_members[0])
-    assert set(metadata) == set(member) | {"ensemble_members", "tta"}
+    # each member's own training recipe stays in its file (they differ by seed); shared descriptions carry over
+    assert set(metadata) == set(member) - {"training"} | {"ensemble_members", "tta"}
     contract = ("input_height", "input_width", "channel_order", "resize", "scale", "mean", "std", "layout", "threshold")
     assert {key: metadata[key] for key in contract} == {key: member[key] for key in contract}
     assert (metadata["model_name"], metadata["model_version"], metadata["tta"]) == ("tiny-ensemble", "1.2.3", "hflip")
@@ -320,3 +321,17 @@ def test_members_with_other_graph_names_are_refused(
     with pytest.raises(SystemExit) as exit_info:
         build([tiny_model_path, other], tmp_path / "e.onnx")
     assert exit_info.value.code == 2 and "disagree on 'input name'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        ([{"task": "people", "training": "a"}, {"task": "people", "training": "b"}], {"task": "people"}),
+        ([{"task": "people", "license": "MIT"}, {"task": "people"}], {"task": "people"}),
+        ([{"task": "people"}], {"task": "people"}),
+        ([{"model_name": "x"}, {"model_name": "x"}], {}),  # identity is the ensemble's own, not a description
+    ],
+)
+def test_only_descriptions_every_member_shares_carry_over(members: list[dict[str, str]],
+                                                          expected: dict[str, str]) -> None:
+    assert shared_descriptions(members) == expected
