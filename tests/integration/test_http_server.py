@@ -12,7 +12,7 @@ import requests
 from PIL import Image
 
 from tests.servers import make_serve
-from tests.support import BUNDLED_MODEL, sha256_of
+from tests.support import BUNDLED_MODEL, REPO, sha256_of
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,14 @@ def test_root_health_and_errors_over_the_wire(server_url: str) -> None:
     refused = requests.post(f"{server_url}/predict", files={"file": ("a.txt", b"not an image")}, timeout=10)
     assert refused.status_code == 400
     assert "not a recognised image" in refused.json()["detail"]
+
+
+@pytest.mark.slow
+def test_the_served_masks_are_the_offline_ones_on_real_photos(server_url: str) -> None:
+    """model.served: the committed test photos through POST /predict?output=mask score what model.evaluate does."""
+    from model.served import served_vs_offline
+
+    result = served_vs_offline(server_url, REPO / "tests" / "photos", BUNDLED_MODEL)
+    assert result["served"]["images"] == 5 and result["iou_difference"] == 0.0
+    assert result["mask_agreement"] >= 0.99999  # every pixel, but for a probability within ~1e-7 of the threshold
+    assert result["served"]["iou"] >= 0.9  # the card's golden floors are 0.89-0.95 per photo
