@@ -82,16 +82,21 @@ def free_port() -> int:
 
 
 def wait_until_up(endpoint: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    wait_until_answering(f"{endpoint}/moto-api/", server, STARTUP_TIMEOUT_S, "moto's server")
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, timeout_s: float, name: str) -> None:
+    """Until ``url`` answers 2xx, while ``process`` lives; RuntimeError when it exits or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"moto's server exited with {server.returncode}: is port {endpoint} taken?")
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode} (its log is above): is {url}'s port taken?")
         try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+            with urllib.request.urlopen(url, timeout=2):
                 return
-        except OSError:
+        except OSError:  # refused, not yet listening, or an HTTP error status (urllib's HTTPError)
             time.sleep(0.1)
-    raise RuntimeError(f"moto's server did not answer at {endpoint} within {STARTUP_TIMEOUT_S:.0f} s")
+    raise RuntimeError(f"{name} did not answer {url} within {timeout_s:.0f} s (its log is above)")
 
 
 def reset(endpoint: str) -> None:

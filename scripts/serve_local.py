@@ -30,8 +30,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ import boto3
 
 from app.aws.keys import UPLOAD_PREFIX  # template.yaml's trigger filter
 from scripts.invoke import LambdaContext
-from scripts.local_s3 import HOST, free_port, local_aws_env, moto_in_subprocess, stop_process
+from scripts.local_s3 import HOST, free_port, local_aws_env, moto_in_subprocess, stop_process, wait_until_answering
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "unet-segmentation-local"
@@ -134,19 +132,6 @@ def create_bucket(s3: Any, queue: str, api_origin: str) -> None:
     s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration=notifications)
 
 
-def wait_for_health(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the API exited with {server.returncode} (its log is above): is port {url} taken?")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the API did not answer {url}/health within {STARTUP_TIMEOUT_S:.0f} s (its log is above)")
-
-
 @contextmanager
 def api_server(port: int, env: dict[str, str]) -> Iterator[str]:
     """``uvicorn app.main:app`` as a child in its own session (a terminal's Ctrl-C reaches us, and we stop it)."""
@@ -155,7 +140,7 @@ def api_server(port: int, env: dict[str, str]) -> Iterator[str]:
                "--host", HOST, "--port", str(port)]
     server = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True)
     try:
-        wait_for_health(url, server)
+        wait_until_answering(f"{url}/health", server, STARTUP_TIMEOUT_S, "the API")
         yield url
     finally:
         stop_process(server)

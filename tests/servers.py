@@ -41,15 +41,20 @@ def make_serve(env: dict[str, str], log: Path) -> Iterator[str]:
             server.wait()
 
 
-def wait_until_ready(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+def wait_until_ready(
+    base: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float = STARTUP_TIMEOUT_S
+) -> None:
+    """Until /health is 200; fails at once if the server exits or answers 503 (the model is loaded before the
+    server answers at all, so a 503 is a load that failed: a missing file, a bad MODEL_URI)."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"the server exited with {server.returncode}: {log.read_text()[-2000:]}")
+            raise AssertionError(f"{server.args!r} exited with {server.returncode}: {log.read_text()[-2000:]}")
         try:
-            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+            health = requests.get(f"{base}/health", timeout=5)
+            if health.status_code == 200:
                 return
+            raise AssertionError(f"{server.args!r}: /health answered {health.status_code}: {health.text}")
         except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the server was not ready within {STARTUP_TIMEOUT_S} s: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+    raise AssertionError(f"{server.args!r}: /health not 200 within {timeout_s} s: {log.read_text()[-2000:]}")

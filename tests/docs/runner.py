@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,11 +15,11 @@ from functools import cache
 from pathlib import Path
 
 import psutil
-import requests
 
 from app.core.settings import Settings
 from scripts.local_s3 import free_port
 from tests.docs.markdown_blocks import SERVE_VERBS, Block, ServeCommand
+from tests.servers import wait_until_ready
 from tests.support import REPO
 
 PRELUDE = Path(__file__).with_name("prelude.sh")
@@ -91,27 +90,10 @@ def serve(command: ServeCommand, cwd: Path, log: Path) -> Iterator[str]:
                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_for_health(url, server, log)
+        wait_until_ready(url, server, log, STARTUP_TIMEOUT_S)
         yield url
     finally:
         stop(server)
-
-
-def wait_for_health(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"{server.args!r} exited with {server.returncode}: {tail(log)}")
-        try:
-            health = requests.get(f"{url}/health", timeout=5)
-            if health.status_code == 200:
-                return
-            # The model loads before the server answers: a 503 is a load that failed (missing file, bad MODEL_URI)
-            raise AssertionError(f"{server.args!r}: /health answered {health.status_code}: {health.text}")
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{server.args!r}: /health not 200 within {STARTUP_TIMEOUT_S} s: {tail(log)}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
