@@ -26,8 +26,12 @@ rounds at 1080p and 5 at 12 MP; ratio to Pillow level 1 in the same run):
     imagecodecs png level 1              213    0.79   3.03      1104   0.96   16.08
 
 docs/benchmarks.md has the reasons for the rest: fpng is faster at 1080p but an
-alpha, single-release wrapper without greyscale; parallel stripes lose on 2 cores
-(and Lambda under 1769 MB has one vCPU); imagecodecs is a 28 MB wheel.
+alpha, single-release wrapper without greyscale; imagecodecs is a 28 MB wheel. The
+"2 stripes in 2 threads" row deflated each half in a thread after filtering the whole
+image in one; here each band is filtered *and* deflated in its thread
+(``app.core.bands``, one band per core's share, joined as pigz joins them), and
+``make bench`` measures the encode stage against ISA-L's single call on the same bytes
+(docs/benchmarks.md, "stage floors"). With one usable CPU it runs as one stream did.
 
 A 1080p overlay stays ~3 MB, ~4 MB after base64: inside Lambda's 6 MB response
 limit. No lossless encoder gets a 12 MP photo under it (all >= 14 MB): those go
@@ -48,11 +52,16 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
+from app.core.bands import map_bands
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {"L": 0, "RGB": 2, "RGBA": 6}  # PNG spec 11.2.2: greyscale, truecolour, truecolour+alpha
 FILTER_UP = 2  # PNG spec 9.2: each byte minus the byte above it
 DEFLATE_LEVEL = 1  # ISA-L levels 0-3: 0 is 27% larger for no speed gain, 2-3 slower for <1% smaller
-STRIPE_ROWS = 128  # rows converted and filtered per step: one stripe's copies alive, never the whole image's
+STRIPE_ROWS = 128  # rows filtered and deflated per band at most: a band's copies alive, never the whole image's
+RAW_DEFLATE = -15  # zlib's wbits for raw deflate with a 32 KB window: the zlib wrapper is written here
+ZLIB_HEADER = b"\x78\x01"  # RFC 1950: deflate, 32 KB window, "fastest" level, no dictionary; 0x7801 % 31 == 0
+ADLER_BASE = 65521  # RFC 1950, 8.2: the largest prime below 2**16
 ICC_NAME = b"ICC profile"  # iCCP's profile name: 1-79 Latin-1 characters, free text (PNG spec 11.3.3.3)
 
 
@@ -83,24 +92,47 @@ def icc_chunk_data(profile: bytes) -> bytes:
 
 
 def _deflate_up_filtered(image: Image.Image) -> Iterator[bytes]:
-    """One zlib stream of Up-filtered scanlines, each prefixed by its filter byte (PNG spec 7.3), in pieces."""
-    compressor = isal_zlib.compressobj(DEFLATE_LEVEL)
-    above: np.ndarray | int = 0  # the first row of the image has an all-zero row above it (PNG spec 9.2)
-    for top in range(0, image.height, STRIPE_ROWS):
-        stripe = _stripe(image, top)
-        filtered = np.empty((stripe.shape[0], stripe.shape[1] + 1), dtype=np.uint8)
-        filtered[:, 0] = FILTER_UP
-        np.subtract(stripe[0], above, out=filtered[0, 1:])
-        np.subtract(stripe[1:], stripe[:-1], out=filtered[1:, 1:])
-        yield compressor.compress(filtered)
-        above = stripe[-1]
-    yield compressor.flush()
+    """One zlib stream of Up-filtered scanlines, each prefixed by its filter byte (PNG spec 7.3), in pieces.
+
+    As pigz does (https://zlib.net/pigz/pigz.pdf, "independent blocks"): each band of rows is filtered and
+    deflated on its own, on the usable CPUs (``app.core.bands``), as raw deflate ended by a sync flush (an
+    empty stored block, byte-aligned) so the pieces join into one valid stream; the last band ends it. The
+    zlib wrapper (RFC 1950) is written here: a header, and the Adler-32 of all the filtered bytes combined
+    from each band's. A band starts with an empty history, which costs <0.1% in size at these band sizes.
+    """
+    yield ZLIB_HEADER
+    checksum = 1  # Adler-32's initial value (RFC 1950, 8.2)
+    last_band_bottom = image.height
+    for piece, band_checksum, length, bottom in map_bands(
+            lambda top, bottom: _deflate_band(image, top, bottom, bottom == last_band_bottom), image.height,
+            STRIPE_ROWS):
+        checksum = adler32_combine(checksum, band_checksum, length)
+        yield piece
+        if bottom == last_band_bottom:
+            yield struct.pack(">I", checksum)
 
 
-def _stripe(image: Image.Image, top: int) -> np.ndarray:
-    """Rows ``top`` to ``top + STRIPE_ROWS`` as bytes per row: ``np.asarray(image)`` would copy the whole image."""
-    bottom = min(top + STRIPE_ROWS, image.height)
-    return np.asarray(image.crop((0, top, image.width, bottom))).reshape(bottom - top, -1)
+def _deflate_band(image: Image.Image, top: int, bottom: int, last: bool) -> tuple[bytes, int, int, int]:
+    """Rows ``top`` to ``bottom`` Up-filtered and deflated raw: (deflate, their Adler-32, their length, bottom)."""
+    rows = np.asarray(image.crop((0, max(top - 1, 0), image.width, bottom))).reshape(bottom - max(top - 1, 0), -1)
+    band = rows[1:] if top else rows
+    filtered = np.empty((band.shape[0], band.shape[1] + 1), dtype=np.uint8)
+    filtered[:, 0] = FILTER_UP
+    np.subtract(band[0], rows[0] if top else 0, out=filtered[0, 1:])  # the first row has zeros above (spec 9.2)
+    np.subtract(band[1:], band[:-1], out=filtered[1:, 1:])
+    compressor = isal_zlib.compressobj(DEFLATE_LEVEL, isal_zlib.DEFLATED, RAW_DEFLATE)
+    piece = compressor.compress(filtered) + compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
+    return piece, isal_zlib.adler32(filtered), filtered.size, bottom
+
+
+def adler32_combine(first: int, second: int, second_length: int) -> int:
+    """The Adler-32 of two byte strings joined, from each one's and the second's length: zlib's
+    ``adler32_combine`` (adler32.c), which Python's zlib does not expose."""
+    remainder = second_length % ADLER_BASE
+    low = (first & 0xFFFF) + (second & 0xFFFF) + ADLER_BASE - 1
+    high = (remainder * (first & 0xFFFF)) % ADLER_BASE
+    high += (first >> 16) + (second >> 16) + ADLER_BASE - remainder
+    return (low % ADLER_BASE) | ((high % ADLER_BASE) << 16)
 
 
 def _append_chunk(out: bytearray, tag: bytes, pieces: Iterable[bytes]) -> None:

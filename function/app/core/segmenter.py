@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from app.core.bands import map_bands
 from app.core.colour import rgb_profile, to_srgb
 from app.core.cpus import usable_cpus
 from app.core.memory import trim_heap
@@ -37,7 +38,6 @@ from app.core.model_contract import InvalidModel, ModelInfo, ModelSpec, read_spe
 from app.core.timing import Stopwatch
 
 OUTPUT_NAME = "logits"  # the contract's output; the first output if a file names it otherwise
-UPSAMPLE_BAND_ROWS = 256  # output rows per band: 4 MB of float32 for a 4000-pixel-wide image
 
 
 @dataclass(frozen=True)
@@ -106,10 +106,16 @@ class Segmenter:
         names = [output.name for output in outputs]
         return inputs[0].name, OUTPUT_NAME if OUTPUT_NAME in names else names[0]
 
-    def segment(self, image: Image.Image, threshold: float | None = None) -> Prediction:
-        """The foreground mask at ``image``'s size (threshold: the model's unless given) and stage timings.
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The model's input (width, height): what a decoder may reduce an image towards (``app.core.imaging``)."""
+        return self.spec.input_width, self.spec.input_height
 
-        ``threshold`` comes validated (``app.core.options.Threshold``); None means the model's own.
+    def segment(self, image: Image.Image, threshold: float | None = None,
+                size: tuple[int, int] | None = None) -> Prediction:
+        """The foreground mask at ``size`` (default: ``image``'s; a reduced view of a larger image passes the
+        full size) and stage timings. ``threshold`` comes validated (``app.core.options.Threshold``); None
+        means the model's own.
         """
         cutoff = self.spec.threshold if threshold is None else threshold
         watch = Stopwatch()
@@ -117,7 +123,7 @@ class Segmenter:
         watch.lap("resize")
         logits = self._session.run([self._output_name], {self._input_name: batch})[0]
         watch.lap("infer")
-        mask = upsample_mask(logits[0, 0], image.size, cutoff)
+        mask = upsample_mask(logits[0, 0], size or image.size, cutoff)
         watch.lap("upsample")
         return Prediction(mask=mask, timings_ms=watch.laps_ms)
 
@@ -145,14 +151,20 @@ def upsample_mask(logits: np.ndarray, size: tuple[int, int], threshold: float) -
 
 
 def upsample_probabilities(probabilities: np.ndarray, size: tuple[int, int], threshold: float) -> np.ndarray:
-    """HxW float32 probabilities -> boolean mask at ``size``, as ``upsample_mask`` (offline scoring uses it too)."""
+    """HxW float32 probabilities -> boolean mask at ``size``, as ``upsample_mask`` (offline scoring uses it too).
+
+    The bands run on the usable CPUs (``app.core.bands``), each writing its own rows of the mask.
+    """
     source = Image.fromarray(np.ascontiguousarray(probabilities, dtype=np.float32))
     width, height = size
     rows_per_source_row = source.height / height
     mask = np.empty((height, width), dtype=bool)
-    for top in range(0, height, UPSAMPLE_BAND_ROWS):
-        bottom = min(top + UPSAMPLE_BAND_ROWS, height)
+
+    def threshold_band(top: int, bottom: int) -> None:
         box = (0.0, top * rows_per_source_row, float(source.width), bottom * rows_per_source_row)
         band = source.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)
         np.greater_equal(np.asarray(band), np.float32(threshold), out=mask[top:bottom])
+
+    for _ in map_bands(threshold_band, height):
+        pass
     return mask

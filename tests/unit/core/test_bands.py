@@ -1,0 +1,59 @@
+"""app.core.bands: every row once, in order, an equal share per worker; one CPU runs in the caller's thread."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.core import bands
+from app.core.bands import map_bands, row_bands
+
+
+@pytest.mark.parametrize(
+    ("height", "workers", "max_rows", "expected"),
+    [
+        (0, 2, 256, []),
+        (1, 2, 256, [(0, 1)]),
+        (10, 1, 256, [(0, 10)]),
+        (10, 2, 256, [(0, 5), (5, 10)]),
+        (11, 2, 256, [(0, 6), (6, 11)]),
+        (1080, 2, 256, [(0, 180), (180, 360), (360, 540), (540, 720), (720, 900), (900, 1080)]),
+        (1080, 1, 256, [(0, 216), (216, 432), (432, 648), (648, 864), (864, 1080)]),
+        (3000, 2, 256, [(top, top + 250) for top in range(0, 3000, 250)]),
+        (7, 4, 2, [(0, 2), (2, 4), (4, 6), (6, 7)]),
+    ],
+)
+def test_bands_cover_every_row_once_in_equal_shares(height: int, workers: int, max_rows: int,
+                                                    expected: list[tuple[int, int]]) -> None:
+    assert row_bands(height, workers, max_rows) == expected
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3])
+def test_results_come_back_in_band_order_whatever_the_cpus(monkeypatch: pytest.MonkeyPatch, cpus: int) -> None:
+    monkeypatch.setattr(bands, "usable_cpus", lambda: cpus)
+    assert list(map_bands(lambda top, bottom: (top, bottom), 1000, 100)) == row_bands(1000, cpus, 100)
+
+
+def test_one_cpu_runs_the_bands_in_the_callers_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bands, "usable_cpus", lambda: 1)
+    threads = set(map_bands(lambda top, bottom: threading.get_ident(), 1000, 100))
+    assert threads == {threading.get_ident()}
+
+
+def test_several_cpus_run_the_bands_on_the_shared_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bands, "usable_cpus", lambda: 2)
+    names = set(map_bands(lambda top, bottom: threading.current_thread().name, 1000, 100))
+    assert names and all(name.startswith("bands") for name in names)
+
+
+def test_a_failing_band_raises_in_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bands, "usable_cpus", lambda: 2)
+
+    def work(top: int, bottom: int) -> int:
+        if top >= 500:
+            raise ValueError(f"band {top}")
+        return top
+
+    with pytest.raises(ValueError, match="band 500"):
+        list(map_bands(work, 1000, 100))
