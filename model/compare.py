@@ -82,7 +82,7 @@ def compare_photos(paths: list[Path], folder: Path, limit: int | None) -> tuple[
     for number, item in enumerate(photos):
         for offset in range(len(paths)):
             index = (number + offset) % len(paths)
-            scores[index].add(predict_mask(predictors[index], item.photo, scores[index]), item.truth)
+            scores[index].add(predict_mask(predictors[index], item, scores[index]), item.truth)
         loads.append(os.getloadavg()[0])
     results = [
         {"model": str(path), "name": predictor.name, **score.result(), "size_bytes": path.stat().st_size}

@@ -241,8 +241,8 @@ def compare_on_photos(float_path: Path, int8_path: Path, folder: Path) -> tuple[
     counts = np.zeros((3, 2), dtype=np.int64)
     photos = labelled_photos(folder)
     for item in tqdm(photos, desc="gate", mininterval=2):
-        reference = predict_mask(reference_model, item.photo)
-        candidate = predict_mask(candidate_model, item.photo)
+        reference = predict_mask(reference_model, item)
+        candidate = predict_mask(candidate_model, item)
         for row, (a, b) in enumerate([(reference, item.truth), (candidate, item.truth), (candidate, reference)]):
             counts[row] += (int((a & b).sum()), int((a | b).sum()))
     iou_float, iou_int8, mask_iou = (float(i / u) if u else 1.0 for i, u in counts)

@@ -27,6 +27,7 @@ import onnxruntime as ort
 from PIL import Image
 from scipy import ndimage
 
+from app.core.imaging import draft_for_model
 from app.core.segmenter import sigmoid, upsample_probabilities
 from model.datasets import binarise_mask, match_images_to_masks
 from model.metadata import read_preprocessing
@@ -40,6 +41,7 @@ class Predictor(Protocol):
     name: str
     path: Path
     threshold: float
+    view_size: tuple[int, int] | None  # the input size a JPEG is decoded towards, as served; None: the photo
 
     def probabilities(self, photo: Image.Image) -> np.ndarray:
         """HxW float32 foreground probabilities at the model's input size."""
@@ -55,6 +57,7 @@ class OnnxPredictor:
         self.threshold = float(metadata["threshold"]) if threshold is None else threshold
         self.name = metadata.get("model_name", path.stem)
         self.input_name = self.session.get_inputs()[0].name
+        self.view_size: tuple[int, int] | None = (self.prep.width, self.prep.height)
 
     def probabilities(self, photo: Image.Image) -> np.ndarray:
         logits = self.session.run(None, {self.input_name: self.prep.image_to_input(photo)})[0]
@@ -68,6 +71,7 @@ class MediaPipePredictor:
         from ai_edge_litert.interpreter import Interpreter  # dev-only: imported for this predictor alone
 
         self.path, self.threshold, self.name = path, threshold, "mediapipe-selfie"
+        self.view_size: tuple[int, int] | None = None  # not served here: it sees the decoded photo
         self.interpreter = Interpreter(model_path=str(path), num_threads=len(os.sched_getaffinity(0)))
         self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
@@ -161,6 +165,15 @@ class LabelledPhoto:
     name: str
     photo: Image.Image
     truth: np.ndarray  # boolean, the photo's size
+    path: Path | None = None  # the file, for the model's view of it; None for a photo made in memory
+
+    def view(self, size: tuple[int, int] | None) -> Image.Image:
+        """What the service's model sees of this photo: the JPEG file decoded at the reduced scale the service
+        decodes it at (``app.core.imaging.draft_for_model``, towards the model's input ``size``), else the photo."""
+        if self.path is None or size is None:
+            return self.photo
+        with Image.open(self.path) as image:
+            return image.convert("RGB") if draft_for_model(image, size) else self.photo
 
 
 def labelled_photos(folder: Path, limit: int | None = None) -> list[LabelledPhoto]:
@@ -174,23 +187,23 @@ def labelled_photos(folder: Path, limit: int | None = None) -> list[LabelledPhot
             photo, truth = image.convert("RGB"), binarise_mask(np.asarray(mask.convert("L")))
         if truth.shape != (photo.height, photo.width):
             raise ValueError(f"{mask_path} is {truth.shape[1]}x{truth.shape[0]}, its photo {photo.size}")
-        photos.append(LabelledPhoto(image_path.stem, photo, truth))
+        photos.append(LabelledPhoto(image_path.stem, photo, truth, image_path))
     return photos
 
 
-def predict_mask(predictor: Predictor, photo: Image.Image, score: PhotoScore | None = None) -> np.ndarray:
+def predict_mask(predictor: Predictor, item: LabelledPhoto, score: PhotoScore | None = None) -> np.ndarray:
     """The boolean mask at the photo's size, as served; adds the model's time to ``score``."""
     started = time.perf_counter()
-    probabilities = predictor.probabilities(photo)
+    probabilities = predictor.probabilities(item.view(predictor.view_size))
     if score is not None:
         score.model_seconds += time.perf_counter() - started
-    return upsample_probabilities(probabilities, photo.size, predictor.threshold)
+    return upsample_probabilities(probabilities, item.photo.size, predictor.threshold)
 
 
 def score_photos(predictor: Predictor, photos: list[LabelledPhoto]) -> PhotoScore:
     score = PhotoScore()
     for item in photos:
-        score.add(predict_mask(predictor, item.photo, score), item.truth)
+        score.add(predict_mask(predictor, item, score), item.truth)
     return score
 
 
@@ -198,7 +211,7 @@ def sweep_thresholds(predictor: Predictor, photos: list[LabelledPhoto], threshol
     """Pooled IoU at each threshold (probabilities computed once a photo): how validation picks one."""
     counts = {threshold: [0, 0] for threshold in thresholds}
     for item in photos:
-        probabilities = predictor.probabilities(item.photo)
+        probabilities = predictor.probabilities(item.view(predictor.view_size))
         for threshold in thresholds:
             mask = upsample_probabilities(probabilities, item.photo.size, threshold)
             counts[threshold][0] += int((mask & item.truth).sum())

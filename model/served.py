@@ -48,7 +48,7 @@ def served_vs_offline(url: str, folder: Path, model: Path) -> dict[str, object]:
     paths = [image for image, _ in match_images_to_masks(folder / "images", folder / "masks")]
     served, offline, agreeing, pixels = PhotoScore(), PhotoScore(), 0, 0
     for path, item in zip(paths, photos, strict=True):
-        remote, local = served_mask(url, path), predict_mask(predictor, item.photo)
+        remote, local = served_mask(url, path), predict_mask(predictor, item)
         served.add(remote, item.truth)
         offline.add(local, item.truth)
         agreeing, pixels = agreeing + int((remote == local).sum()), pixels + local.size

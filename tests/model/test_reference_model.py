@@ -79,7 +79,7 @@ def test_each_committed_photo_scores_at_least_its_floor(card: dict[str, Any]) ->
     """Per photo, the served default (int8) at the photo's own size: at least the card's floor for it."""
     predictor = OnnxPredictor(INT8)
     for item in labelled_photos(PHOTOS):
-        mask = predict_mask(predictor, item.photo)
+        mask = predict_mask(predictor, item)
         iou = float((mask & item.truth).sum() / (mask | item.truth).sum())
         assert iou >= card["golden_floors"][item.name], (item.name, iou)
 
@@ -89,7 +89,7 @@ def test_int8_masks_agree_with_fp32_on_the_committed_photos(bundled_model_path: 
     fp32, int8 = OnnxPredictor(bundled_model_path), OnnxPredictor(INT8)
     counts = np.zeros(2, dtype=np.int64)
     for item in labelled_photos(PHOTOS):
-        a, b = predict_mask(fp32, item.photo), predict_mask(int8, item.photo)
+        a, b = predict_mask(fp32, item), predict_mask(int8, item)
         counts += (int((a & b).sum()), int((a | b).sum()))
     assert counts[0] / counts[1] >= 0.98  # the quantisation gate holds 0.99 over the 80 test photos
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from model.scoring import (
+    LabelledPhoto,
     PhotoScore,
     boundary,
     boundary_f_score,
@@ -60,14 +61,14 @@ def test_photo_score_pools_pixels_and_averages_photos() -> None:
 class HalfPredictor:
     """Probabilities rising left to right, at 4x4: the left half under 0.5."""
 
-    name, path, threshold = "ramp", Path("ramp"), 0.5
+    name, path, threshold, view_size = "ramp", Path("ramp"), 0.5, None
 
     def probabilities(self, photo: Image.Image) -> np.ndarray:
         return np.tile(np.array([0.1, 0.3, 0.7, 0.9], dtype=np.float32), (4, 1))
 
 
 def test_masks_come_back_at_the_photos_own_size_through_the_services_upsampling() -> None:
-    mask = predict_mask(HalfPredictor(), Image.new("RGB", (40, 30)))
+    mask = predict_mask(HalfPredictor(), LabelledPhoto("blank", Image.new("RGB", (40, 30)), np.zeros((30, 40), bool)))
     assert mask.shape == (30, 40)
     assert not mask[:, :19].any() and mask[:, 21:].all()
 

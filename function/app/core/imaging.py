@@ -86,6 +86,7 @@ ORIENTATION_TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+ORIENTATION_SWAPS = frozenset({5, 6, 7, 8})  # the transpositions that swap width and height
 
 # File signatures, used only to word a rejection: (offset, magic, format).
 # Sources: each Pillow plugin's _accept(), https://en.wikipedia.org/wiki/List_of_file_signatures
@@ -207,7 +208,58 @@ def read_header(source: bytes | BinaryIO, limits: DecodeLimits) -> Header:
 
 def decode_image(source: bytes | BinaryIO, limits: DecodeLimits) -> Image.Image:
     """Untrusted bytes or file -> upright RGB image, or an ``ImageRejected`` subclass (see the module docstring)."""
+    return _decoded(_open_checked(Upload.of(source), limits))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What the pipeline decodes: the model's ``view`` of the image, its upright full ``size``, and the full-size
+    upright RGB ``image`` when an output draws into it (None otherwise; the view itself when they are one)."""
+
+    view: Image.Image
+    size: tuple[int, int]
+    image: Image.Image | None
+
+
+def decode_for_model(source: bytes | BinaryIO, limits: DecodeLimits, view_size: tuple[int, int],
+                     full_size: bool) -> Decoded:
+    """Untrusted bytes or file -> the model's view (``draft_for_model``) and, if ``full_size``, the full image.
+
+    A JPEG whose DCT scaling reaches ``view_size`` is decoded at that scale for the view (a 1080p photo in
+    ~1/3 of the full decode's time, and the resize to the model's input ~15x cheaper), and again in full only
+    when ``full_size`` asks for it; any other image is decoded once, in full, and is its own view.
+    """
     image = _open_checked(Upload.of(source), limits)
+    size = image.size
+    if not draft_for_model(image, view_size):
+        decoded = _decoded(image)
+        return Decoded(decoded, decoded.size, decoded if full_size else None)
+    view = _decoded(image)
+    full = _decoded(_open_checked(Upload.of(source), limits)) if full_size else None  # Upload.of rewinds a file
+    return Decoded(view, upright_size(size, exif_orientation(image)), full)
+
+
+def draft_for_model(image: Image.Image, view_size: tuple[int, int]) -> bool:
+    """Asks a JPEG not yet decoded to decode at the smallest DCT scale (1/2, 1/4 or 1/8: ``Image.draft``) that
+    still covers ``view_size`` in either orientation; True if it will. The train/serve contract's view of a
+    JPEG: the service and offline scoring (``model.scoring``) both call this, so their masks stay equal; on the
+    80 held-out photos it moved pooled IoU by +0.0002 (model/weights/MODEL_CARD.md)."""
+    if image.format != "JPEG":
+        return False
+    side = max(view_size)
+    before = image.size
+    with _rejecting_decode_errors():
+        image.draft(image.mode, (side, side))
+    return image.size != before
+
+
+def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """The size ``upright`` gives an image of ``size``: EXIF orientations 5-8 swap width and height."""
+    return (size[1], size[0]) if orientation in ORIENTATION_SWAPS else size
+
+
+def _decoded(image: ImageFile.ImageFile) -> Image.Image:
+    """An opened image decoded, converted to RGB and made upright, its RGB profile its only ``info``."""
     with _rejecting_decode_errors():
         image.load()
         orientation = exif_orientation(image)

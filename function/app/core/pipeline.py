@@ -23,7 +23,7 @@ from PIL import Image
 
 from app.core.drawing import blend_in_place, cut_out_in_place, mask_to_image
 from app.core.encoding import Encoded, encode_document, encode_picture, result_document
-from app.core.imaging import DecodeLimits, decode_image
+from app.core.imaging import Decoded, DecodeLimits, decode_for_model
 from app.core.memory import trim_heap
 from app.core.model_contract import ModelInfo
 from app.core.options import Output, RenderOptions
@@ -60,7 +60,7 @@ class Segmented:
     encoded (a 40 MP mask is 40 MB), as the pipeline owns both.
     """
 
-    image: Image.Image
+    image: Image.Image | None  # None when no output draws into it (``mask``, ``json``)
     mask: np.ndarray
     summary: Summary
     model: ModelInfo
@@ -79,13 +79,13 @@ def render(segmenter: Segmenter, source: bytes | BinaryIO | Image.Image, limits:
     lowering it in steps. Rejections raise ``ImageRejected``.
     """
     watch = watch or Stopwatch()
-    image = source if isinstance(source, Image.Image) else decode_image(source, limits)
-    watch.lap("decode")
-    prediction = segmenter.segment(image, options.threshold)
-    watch.merge(prediction.timings_ms)
-    segmented = Segmented(image, prediction.mask, Summary.of(prediction.mask), segmenter.info)
-    del image, prediction  # the outputs own the image from here (12 MP: the image and mask are 48 MB)
     requested = [(options.output, options), *((output, FURTHER_OUTPUTS) for output in also)]
+    decoded = decode(source, limits, segmenter.input_size, any(output in READS_THE_IMAGE for output, _ in requested))
+    watch.lap("decode")
+    prediction = segmenter.segment(decoded.view, options.threshold, decoded.size)
+    watch.merge(prediction.timings_ms)
+    segmented = Segmented(decoded.image, prediction.mask, Summary.of(prediction.mask), segmenter.info)
+    del decoded, prediction  # the outputs own the image from here (12 MP: the image and mask are 48 MB)
     encoded = make_outputs(segmented, requested, watch, fit_within)
     summary = segmented.summary
     del segmented
@@ -93,6 +93,15 @@ def render(segmenter: Segmenter, source: bytes | BinaryIO | Image.Image, limits:
     # in this worker thread's arena, where the next request, often on the other worker, cannot use them.
     trim_heap()
     return Rendered(encoded, summary, segmenter.info, watch.laps_ms, segmenter.provider)
+
+
+def decode(source: bytes | BinaryIO | Image.Image, limits: DecodeLimits, view_size: tuple[int, int],
+           full_size: bool) -> Decoded:
+    """The model's view and, where an output draws into it, the full image (``app.core.imaging.decode_for_model``:
+    a JPEG's view is decoded at a reduced scale); an image already decoded is both."""
+    if isinstance(source, Image.Image):
+        return Decoded(source, source.size, source)
+    return decode_for_model(source, limits, view_size, full_size)
 
 
 def make_outputs(segmented: Segmented, requested: Sequence[tuple[Output, RenderOptions]],
@@ -134,6 +143,8 @@ def draw(segmented: Segmented, output: Output, options: RenderOptions) -> Image.
     """One output's picture; the overlay and the cutout are drawn into the decoded image, which the pipeline owns."""
     if output == "mask":
         return mask_to_image(segmented.mask)
+    if segmented.image is None:
+        raise ValueError(f"output {output} draws into the image, which was not decoded in full")
     if output == "cutout":
         return cut_out_in_place(segmented.image, segmented.mask)
     return blend_in_place(segmented.image, segmented.mask, options.color, options.alpha)

@@ -18,7 +18,7 @@ from app.core.pipeline import render
 from app.core.segmenter import Segmenter
 from app.core.summary import BoundingBox, Summary
 from app.core.timing import Stopwatch
-from tests.samples import DISPLAY_P3_ICC, avif, heic, oriented
+from tests.samples import DISPLAY_P3_ICC, avif, exif_with, heic, oriented
 from tests.support import PNG_SIGNATURE, encode, expected_overlay, noise
 
 LIMITS = DecodeLimits(max_bytes=10_000_000, max_pixels=10_000_000)
@@ -213,3 +213,45 @@ def test_the_overlay_of_a_display_p3_heic_tints_its_own_pixels(tiny: Segmenter) 
     # THEN the overlay is upright, and its pixels are the input's own (only the model saw sRGB), tinted
     assert mask.shape == (30, 40) and Image.open(io.BytesIO(overlay.body)).info["icc_profile"] == DISPLAY_P3_ICC
     assert np.array_equal(decoded(overlay.body), expected_overlay(np.asarray(image), mask, (0, 200, 255), 0.4))
+
+
+# --- the model's view of a JPEG (app.core.imaging.decode_for_model): decoded at a reduced scale, masks at full size
+
+@pytest.mark.parametrize(
+    ("fmt", "size", "view_size"),
+    [
+        ("JPEG", (1100, 600), (275, 150)),  # 1/4 keeps both sides >= 128 (the tiny model's input is 32: 1/8 would)
+        ("JPEG", (300, 200), (300, 200)),  # no scale reaches the model's size with room: decoded in full
+        ("PNG", (1100, 600), (1100, 600)),  # no DCT to scale: decoded in full
+    ],
+)
+def test_a_jpeg_is_decoded_for_the_model_at_a_reduced_scale(fmt: str, size: tuple[int, int],
+                                                            view_size: tuple[int, int]) -> None:
+    from app.core.imaging import decode_for_model
+
+    data = encode(noise(*size, seed=3), fmt)
+    decoded = decode_for_model(data, LIMITS, (128, 128), full_size=False)
+    assert (decoded.view.size, decoded.size, decoded.image) == (view_size, size, None)
+    assert decode_for_model(data, LIMITS, (128, 128), full_size=True).image.size == size
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_full_size_of_a_reduced_jpeg_is_upright(orientation: int) -> None:
+    from app.core.imaging import decode_for_model
+
+    image = noise(1200, 700, seed=4)
+    data = encode(image, "JPEG", exif=exif_with({0x0112: orientation}))
+    decoded = decode_for_model(data, LIMITS, (128, 128), full_size=True)
+    upright_size = (700, 1200) if orientation >= 5 else (1200, 700)
+    assert decoded.size == decoded.image.size == upright_size
+    assert decoded.view.size == (upright_size[0] // 4, upright_size[1] // 4)
+
+
+def test_every_output_of_a_jpeg_carries_the_same_mask(tiny: Segmenter) -> None:
+    """The overlay decodes the photo twice (the view, the full image), the mask once: one mask either way."""
+    data = encode(noise(1024, 640, seed=6), "JPEG", quality=90)
+    alone = decoded(render(tiny, data, LIMITS, OPTIONS.with_overrides({"output": "mask"})).result.body) == 255
+    overlay, beside = render(tiny, data, LIMITS, OPTIONS, also=("mask",)).outputs
+    assert np.array_equal(decoded(beside.body) == 255, alone) and alone.shape == (640, 1024)
+    full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(decoded(overlay.body), expected_overlay(full, alone, (0, 200, 255), 0.4))
