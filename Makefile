@@ -15,14 +15,18 @@ EVENT ?= events/http_api_get_root.json
 STACK ?= unet-segmentation
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help serve serve-gpu serve-local gpu-check test check lint mutate bench data train export evaluate ensemble quantize segment invoke \
+.PHONY: help serve serve-gpu serve-local gpu-check test check lint mutate bench data train train-person export evaluate ensemble quantize segment invoke \
 	lambda-size lambda-memory publish-model build deploy clean fuzz api-fuzz load audit
 .DEFAULT_GOAL := help
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@echo "(torch): the verb installs torch, once: the CPU-only build where no NVIDIA GPU is found (TORCH_INDEX=URL to choose the index)."
+	@echo "test, check, lint and the other dev verbs install everything, torch included; the rest never install torch."
 
-# --- environments: one venv, created on first use, refreshed when a requirements file changes.
+# --- environments: one venv, created on first use, refreshed when a requirements file changes. One stamp per
+# requirements file, so a verb installs what it runs: the AWS verbs never install torch, and only the verbs marked
+# (torch) in make help and the dev verbs (test, check, lint, ...: everything) do.
 # The service package `app` (function/app) is installed editable: one import path everywhere.
 $(VENV)/.serve-installed: requirements-serve.txt function/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +34,23 @@ $(VENV)/.serve-installed: requirements-serve.txt function/requirements.txt pypro
 	$(PIP) --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.serve-installed
+$(VENV)/.aws-installed: requirements-aws.txt $(VENV)/.serve-installed
+	$(PIP) -r requirements-aws.txt
+	touch $@
+
+# PyPI's Linux torch is the multi-GB CUDA build. Where no NVIDIA GPU is found (no nvidia-smi), the torch line comes
+# from PyTorch's CPU-only index, alone and --no-deps (its dependencies come from pip's own index on the next line).
+# TORCH_INDEX=URL chooses the index, TORCH_INDEX= takes pip's own. Where download.pytorch.org does not answer (here:
+# no DNS), pip tries it 3 times (--retries 2: ~1 s; pip's default 5 took ~8 s), then takes the same wheel from its
+# find-links if it has one, or fails.
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+TORCH_PIN = $(shell grep -m1 -oE '^torch==[^ ]+' requirements-torch.txt)
+$(VENV)/.torch-installed: requirements-torch.txt $(VENV)/.serve-installed
+	$(PIP) --no-deps --retries 2 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_PIN)"
+	$(PIP) -r requirements-torch.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.aws-installed $(VENV)/.torch-installed
 	$(PIP) -r requirements-dev.txt
 	touch $@
 
@@ -80,22 +100,25 @@ mutate: $(VENV)/.dev-installed  ## mutmut over the core and AWS modules -> docs/
 bench: $(VENV)/.dev-installed  ## benchmarks -> bench/results.json and docs/benchmarks.md
 	$(PY) -m bench.run $(ARGS)
 
-data: $(VENV)/.dev-installed  ## Clothing Co-Parsing's fixed split as images/ + masks/ -> data/ccp/{train,val,test} (CCP=...)
+data: $(VENV)/.torch-installed  ## (torch) Clothing Co-Parsing's fixed split as images/ + masks/ -> data/ccp/{train,val,test} (CCP=...)
 	$(PY) -m model.ccp $(CCP) --out data/ccp $(ARGS)
 
-train: $(VENV)/.dev-installed  ## train a UNet: make train ARGS="--data synthetic --out runs/mine" (README: a 1-minute recipe)
+train: $(VENV)/.torch-installed  ## (torch) train a UNet: make train ARGS="--data synthetic --out runs/mine" (README: a 1-minute recipe)
 	$(PY) -m model.train $(ARGS)
 
-export: $(VENV)/.dev-installed  ## checkpoint -> ONNX: make export CKPT=runs/mine/best.pt OUT=runs/mine/unet.onnx ARGS="--name x --version 1.0.0"
+train-person: $(VENV)/.torch-installed  ## (torch) the bundled person model as it was made, ~2 h on 2 cores: model/train_person.sh (CCP=...)
+	CCP=$(CCP) PY=$(PY) bash model/train_person.sh
+
+export: $(VENV)/.torch-installed  ## (torch) checkpoint -> ONNX: make export CKPT=runs/mine/best.pt OUT=runs/mine/unet.onnx ARGS="--name x --version 1.0.0"
 	$(PY) -m model.export $(CKPT) $(OUT) $(ARGS)
 
-evaluate: $(VENV)/.dev-installed  ## IoU/Dice of an ONNX model on photos at their size: make evaluate ARGS="--data data/ccp/test"
+evaluate: $(VENV)/.torch-installed  ## (torch) IoU/Dice of an ONNX model on photos at their size: make evaluate ARGS="--data data/ccp/test"
 	$(PY) -m model.evaluate $(MODEL) $(ARGS)
 
-ensemble: $(VENV)/.dev-installed  ## members and/or test-time flips as one ONNX graph: make ensemble ARGS="a.onnx b.onnx -o ens.onnx --tta hflip"
+ensemble: $(VENV)/.torch-installed  ## (torch) members and/or test-time flips as one ONNX graph: make ensemble ARGS="a.onnx b.onnx -o ens.onnx --tta hflip"
 	$(PY) -m model.ensemble $(ARGS)
 
-quantize: $(VENV)/.dev-installed  ## int8 model, kept only if it passes the gate: make quantize ARGS="model/weights/unet.onnx runs/int8.onnx --calibration-data data/ccp/train --gate-data data/ccp/test"
+quantize: $(VENV)/.torch-installed  ## (torch) int8 model, kept only if it passes the gate: make quantize ARGS="model/weights/unet.onnx runs/int8.onnx --calibration-data data/ccp/train --gate-data data/ccp/test"
 	$(PY) -m model.quantize $(ARGS)
 
 # --- reliability (issue 12): each long run behind its own verb; make test runs a short one of each.
@@ -128,21 +151,21 @@ segment: $(VENV)/.serve-installed  ## segment files, folders, globs: make segmen
 # --- AWS (docs/deploy.md). invoke and lambda-size need neither Docker nor an AWS account.
 # make invoke: S3 events read and write moto on loopback; S3=aws uses your AWS configuration instead.
 # make serve-local: the upload flow with nothing of AWS (scripts/serve_local.py says how the S3 event gets to the
-# function); moto is a dev dependency, hence the dev venv.
-serve-local: $(VENV)/.dev-installed  ## the upload flow on this machine: moto's S3, the API, the upload function on each upload (prints the URL; Ctrl-C stops)
+# function). These five need moto, never torch: requirements-aws.txt.
+serve-local: $(VENV)/.aws-installed  ## the upload flow on this machine: moto's S3, the API, the upload function on each upload (prints the URL; Ctrl-C stops)
 	exec $(PY) -m scripts.serve_local $(ARGS)
 
 S3 ?= local
-invoke: $(VENV)/.dev-installed  ## a Lambda entry in-process with an event: make invoke EVENT=events/s3_put_upload.json IMAGE=photo.jpg
+invoke: $(VENV)/.aws-installed  ## a Lambda entry in-process with an event: make invoke EVENT=events/s3_put_upload.json IMAGE=photo.jpg
 	$(PY) -m scripts.invoke $(EVENT) $(if $(filter local,$(S3)),--local-s3) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
 
-lambda-size: $(VENV)/.dev-installed  ## the image's Python layer resolved for Lambda (cp312, manylinux x86_64)
+lambda-size: $(VENV)/.aws-installed  ## the image's Python layer resolved for Lambda (cp312, manylinux x86_64)
 	$(PY) -m scripts.lambda_size $(ARGS)
 
-lambda-memory: $(VENV)/.dev-installed  ## peak RSS and latency per path and image size (template.yaml's MemorySize)
+lambda-memory: $(VENV)/.aws-installed  ## peak RSS and latency per path and image size (template.yaml's MemorySize)
 	$(PY) -m scripts.lambda_memory $(ARGS)
 
-publish-model: $(VENV)/.dev-installed  ## upload $(MODEL) to the stack's bucket; prints the parameters to deploy with
+publish-model: $(VENV)/.aws-installed  ## upload $(MODEL) to the stack's bucket; prints the parameters to deploy with
 	$(PY) -m scripts.publish_model --model $(MODEL) --stack $(STACK) $(ARGS)
 
 build:  ## the container images (needs Docker and the SAM CLI)

@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(STARTUP_TIMEOUT_S + RESULT_T
 URL_LINE = re.compile(rb"^(http://127\.0\.0\.1:\d+)$", re.MULTILINE)
 # The suite's own interpreter, already installed: `make test` made the venv's stamps, and a bare pytest run must not
 # have make reinstall the venv it is running in.
-MAKE_SERVE_LOCAL = ["make", "--no-print-directory", "-o", ".venv/.dev-installed", "-o", ".venv/.serve-installed",
+MAKE_SERVE_LOCAL = ["make", "--no-print-directory", "-o", ".venv/.aws-installed", "-o", ".venv/.serve-installed",
                     "serve-local", f"PY={sys.executable}"]
 
 
