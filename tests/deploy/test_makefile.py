@@ -30,6 +30,7 @@ def dry_run(*arguments: str) -> list[str]:
         ("bench ARGS=--quick", "-m bench.run --quick"),
         ("mutate ARGS=--max-children=1", "-m scripts.mutate --max-children=1"),
         ("train ARGS=--epochs=1", "-m model.train --epochs=1"),
+        ("train-person CCP=ccp-clone", "CCP=ccp-clone PY=.venv/bin/python bash model/train_person.sh"),
         ("export CKPT=a.pt OUT=b.onnx ARGS=--version=2.0.0", "-m model.export a.pt b.onnx --version=2.0.0"),
         ("evaluate ARGS=--limit=50", "-m model.evaluate model/weights/unet-int8.onnx --limit=50"),
         ("evaluate MODEL=x.onnx", "-m model.evaluate x.onnx"),

@@ -7,6 +7,9 @@ for output by being left unlabelled. A marker is an HTML comment on the lines ri
 
     <!-- doctest: skip - needs an AWS account -->    not run; its reason must name AWS, Docker or a GPU
     <!-- doctest: server - make serve-local -->      run against that command's server instead of make serve's
+    <!-- doctest: run - about a minute on 2 CPUs --> its long make verbs (runner.LONG_VERBS) run for real
+    <!-- doctest: dry-run - rebuilds the venv -->    a shell block whose commands are not run: its make lines are
+                                                     checked with make -n, the rest is shown commented out
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ import glob
 import re
 import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tests.support import REPO
 
-# The documents whose blocks `make test` runs: the one switch. README.md is supported; the lead adds it here.
-DOCUMENTS = ("docs/*.md",)
+# The documents whose blocks `make test` runs.
+DOCUMENTS = ("README.md", "docs/*.md")
 SHELL_LANGUAGES = frozenset({"bash", "sh", "shell"})
 PYTHON_LANGUAGES = frozenset({"python", "py"})
 OUTPUT_LANGUAGES = frozenset({"json", "text", "diff", "toml", "yaml", "csv"})
-MARKER_KINDS = frozenset({"skip", "server"})
+MARKER_KINDS = frozenset({"skip", "server", "run", "dry-run"})
+REASONED_KINDS = frozenset({"skip", "run", "dry-run"})  # a marker of these kinds says why
+SHELL_ONLY_KINDS = frozenset({"run", "dry-run"})  # they change what a shell block's make does
 # Why a block may be skipped: what the test machine cannot stand in for (a real account, a daemon, a device).
 SKIP_REASON = re.compile(r"\b(AWS|Docker|GPU)\b")
 # The `make` verbs that serve until stopped: the test starts them and runs the block against them.
@@ -85,6 +90,19 @@ class Block:
 
 def parse_serve(line: str) -> ServeCommand | None:
     """A line of its own that starts a serve verb, as a person types it in a second terminal; else None."""
+    command = parse_make(line)
+    if command is None:
+        return None
+    env, args = command
+    verb = next((word for word in args if not word.startswith("-") and "=" not in word), None)
+    if verb not in SERVE_VERBS:
+        return None
+    return ServeCommand(env, verb, tuple(word for word in args if word != verb))
+
+
+def parse_make(line: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]] | None:
+    """``[NAME=value ...] make ARGS...`` and nothing else on the line (no ``&&``, ``;``, pipe or background): the
+    variables and make's arguments; else None."""
     try:
         words = shlex.split(line, comments=True)
     except ValueError:
@@ -95,10 +113,7 @@ def parse_serve(line: str) -> ServeCommand | None:
         env.append((name, value))
     if words[:1] != ["make"] or any(word in SEPARATORS or word.endswith(";") for word in words):
         return None
-    verb = next((word for word in words[1:] if not word.startswith("-") and "=" not in word), None)
-    if verb not in SERVE_VERBS:
-        return None
-    return ServeCommand(tuple(env), verb, tuple(word for word in words[1:] if word != verb))
+    return tuple(env), tuple(words[1:])
 
 
 def read_blocks(text: str, document: str) -> tuple[list[Block], list[Marker]]:
@@ -172,6 +187,12 @@ def problems(block: Block) -> list[str]:
             found.append(f"{block.id}: unknown marker 'doctest: {marker.kind}' (known: {sorted(MARKER_KINDS)})")
         elif not block.runs:
             found.append(f"{block.id}: a 'doctest: {marker.kind}' marker on a block that never runs")
+        elif marker.kind in SHELL_ONLY_KINDS and block.language not in SHELL_LANGUAGES:
+            found.append(f"{block.id}: a 'doctest: {marker.kind}' marker on a {block.language} block: it changes "
+                         "what a shell block's make does")
+        elif marker.kind in REASONED_KINDS and not marker.text:
+            found.append(f"{block.id}: 'doctest: {marker.kind}' without a reason: write <!-- doctest: "
+                         f"{marker.kind} - why -->")
         elif marker.kind == "skip" and not SKIP_REASON.search(marker.text):
             found.append(f"{block.id}: skip reason {marker.text!r} names neither AWS, Docker nor a GPU: "
                          "only those may keep a block from running")
@@ -194,6 +215,31 @@ def shell_script(block: Block, url: str) -> str:
             line = f"{expected['indent']}DOC_EXPECT_STATUS={expected['status']} {expected['command']}"
         lines.append(line)
     return stop_after_and_lists("".join(f"{line}\n" for line in lines))
+
+
+def split_at_serve(block: Block) -> tuple[Block, Block]:
+    """The lines before the block's serve line, and the rest (each with the other's lines blank, so line numbers still
+    match): a reader runs the first part, then starts the server, then types the rest in a second terminal."""
+    lines = block.source.splitlines()
+    at = next((index for index, line in enumerate(lines) if parse_serve(line)), len(lines))
+    before = [*lines[:at], *[""] * (len(lines) - at)]
+    after = [*[""] * at, *lines[at:]]
+    return (replace(block, source="".join(f"{line}\n" for line in before)),
+            replace(block, source="".join(f"{line}\n" for line in after)))
+
+
+def dry_run_script(script: str) -> str:
+    """A dry-run block as the test runs it: its make command lines kept (the test has make check them with make -n),
+    every other command line commented out, so line numbers still match."""
+    parts, start = [], 0
+    for code_end, line_end, _ in command_lines(script):
+        command = script[start:line_end]
+        if parse_make(script[start:code_end]) is None:
+            command = "".join(f"# dry-run, not run: {line}" if line.strip() else line
+                              for line in command.splitlines(keepends=True))
+        parts.append(command)
+        start = line_end
+    return "".join(parts) + script[start:]
 
 
 def stop_after_and_lists(script: str) -> str:

@@ -2,11 +2,12 @@
 unset BASH_ENV  # not sourced again by make's recipe shells, nor by any other bash the block starts
 set -euo pipefail
 
-# The venv's stamps taken as they are: a block's make never reinstalls the venv the suite is running in.
-KEEP_VENV=(-o .venv/.dev-installed -o .venv/.serve-installed)
+# The venv's stamps taken as they are (-o for each, runner.keep_venv): a block's make never installs into the venv
+# the suite is running in.
+read -ra KEEP_VENV <<< "${DOC_KEEP_VENV:-}"
 
-# make: the serve verbs are started by the test, from a line of their own; DOC_DRY_RUN_VERBS are checked with
-# make -n (the verb must exist, and every NAME=value given must reach what make would run); the rest run.
+# make: the serve verbs are started by the test, from a line of their own; DOC_DRY_RUN_VERBS (`*`: every verb) are
+# checked with make -n (the verb must exist, and every NAME=value given must reach what make would run); the rest run.
 make() {
     local verb="" word plan
     for word in "$@"; do
@@ -16,7 +17,7 @@ make() {
         echo "doctest: 'make $verb' must be a line of its own: the test starts it as a server" >&2
         return 2
     fi
-    if [[ " $DOC_DRY_RUN_VERBS " != *" $verb "* ]]; then
+    if [[ $DOC_DRY_RUN_VERBS != "*" && " $DOC_DRY_RUN_VERBS " != *" $verb "* ]]; then
         command make "${KEEP_VENV[@]}" "$@"
         return
     fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,19 +25,24 @@ from tests.support import REPO
 
 PRELUDE = Path(__file__).with_name("prelude.sh")
 VENV = REPO / ".venv"
+# The verbs that run for minutes to hours: dry-run, except in a block whose `doctest: run` marker says it is short.
+LONG_VERBS = (
+    "mutate", "bench", "fuzz", "api-fuzz", "load", "lambda-memory",  # long runs by design (make test runs short ones)
+    "data", "train", "train-person", "export", "evaluate", "ensemble", "quantize",  # the model's loop: hours
+)
 # The verbs a block's `make VERB` is checked with `make -n` for instead of run, and why (docstring of
 # test_docs_run.py): the suite itself, runs of minutes to hours, what needs the network or AWS, what destroys.
 DRY_RUN_VERBS = (
     "test", "check", "lint",  # the suite, or part of it: it would run this test again
-    "mutate", "bench", "fuzz", "api-fuzz", "load", "lambda-memory",  # long runs by design (make test runs short ones)
-    "data", "train", "export", "evaluate", "ensemble", "quantize",  # the model's loop: hours, each needs the last
+    *LONG_VERBS,
     "audit", "lambda-size",  # PyPI's advisory data, pip resolving for Lambda: the network
     "build", "deploy", "publish-model",  # Docker, the SAM CLI, an AWS account
     "clean",  # removes the venv and outputs that later commands need
 )
-BLOCK_TIMEOUT_S = 240  # the upload flow polled until done, on 2 cores that a training run may be using
+BLOCK_TIMEOUT_S = 240  # the upload flow polled until done, or README's 1-minute training, on 2 busy cores
 STARTUP_TIMEOUT_S = 300  # make serve-local took 175 s to answer /health under `nice -n 19` beside a training run
 STOP_TIMEOUT_S = 60  # serve-local's orderly stop (its worker, the API, moto) took ~45 s on the same machine
+VENV_STAMP = re.compile(r"^\$\(VENV\)/(\.[\w-]+-installed):", re.MULTILINE)  # the Makefile's venv stamps
 
 
 def reader_environment() -> dict[str, str]:
@@ -61,6 +67,14 @@ def copy_checkout(target: Path) -> Path:
     return target
 
 
+@cache
+def keep_venv() -> tuple[str, ...]:
+    """make's ``-o`` for every venv stamp the Makefile has, there or not: make takes the venv the suite runs in as it
+    is, and never installs into it (a stamp it lacks included)."""
+    stamps = VENV_STAMP.findall((REPO / "Makefile").read_text())
+    return tuple(word for stamp in stamps for word in ("-o", f"{VENV.name}/{stamp}"))
+
+
 def sandbox(checkout: Path, target: Path) -> Path:
     """A block's own working directory: the copy's files hard-linked (new files are the block's alone)."""
     shutil.copytree(checkout, target, symlinks=True, copy_function=os.link)
@@ -83,8 +97,7 @@ def serve(command: ServeCommand, cwd: Path, log: Path) -> Iterator[str]:
     it started at the end (those in sessions of their own too, as serve-local's children are)."""
     assert command.verb in SERVE_VERBS, command
     port = free_port()
-    argv = ["make", "--no-print-directory", "-o", ".venv/.dev-installed", "-o", ".venv/.serve-installed",
-            command.verb, *make_arguments(command, port)]
+    argv = ["make", "--no-print-directory", *keep_venv(), command.verb, *make_arguments(command, port)]
     with log.open("wb") as output:  # a file, not a pipe that could fill and stall the server
         server = subprocess.Popen(argv, cwd=cwd, env={**reader_environment(), **dict(command.env)}, stdout=output,
                                   stderr=subprocess.STDOUT, start_new_session=True)
@@ -143,13 +156,23 @@ class Outcome:
     output: str
 
 
-def run_shell(script: str, cwd: Path, scratch: Path) -> Outcome:
-    """``bash script`` in ``cwd`` with prelude.sh sourced first, so the script's line N is the block's line N."""
+def run_shell(script: str, cwd: Path, scratch: Path, dry_run: str = " ".join(DRY_RUN_VERBS)) -> Outcome:
+    """``bash script`` in ``cwd`` with prelude.sh sourced first, so the script's line N is the block's line N; its
+    make checks the verbs in ``dry_run`` (``*``: every verb) with make -n."""
     path = scratch / "block.sh"
     path.write_text(script)
     env = {**reader_environment(), "BASH_ENV": str(PRELUDE), "DOC_SERVE_VERBS": " ".join(SERVE_VERBS),
-           "DOC_DRY_RUN_VERBS": " ".join(DRY_RUN_VERBS)}
+           "DOC_DRY_RUN_VERBS": dry_run, "DOC_KEEP_VENV": " ".join(keep_venv())}
     return run(["bash", str(path)], cwd, env, scratch / "block.log")
+
+
+def dry_run_verbs(block: Block) -> str:
+    """The verbs the block's make checks with make -n: every one in a dry-run block, all but LONG_VERBS in a block
+    marked run, else DRY_RUN_VERBS."""
+    if block.marker("dry-run"):
+        return "*"
+    short = block.marker("run") is not None
+    return " ".join(verb for verb in DRY_RUN_VERBS if not (short and verb in LONG_VERBS))
 
 
 def run_python(source: str, cwd: Path, scratch: Path) -> Outcome:

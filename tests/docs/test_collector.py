@@ -12,13 +12,15 @@ import pytest
 
 from tests.docs.markdown_blocks import (
     ServeCommand,
+    dry_run_script,
     parse_serve,
     problems,
     read_blocks,
     shell_script,
+    split_at_serve,
     stop_after_and_lists,
 )
-from tests.docs.runner import make_arguments, run_shell
+from tests.docs.runner import DRY_RUN_VERBS, LONG_VERBS, dry_run_verbs, make_arguments, run_shell
 from tests.support import REPO
 
 DOCUMENT = """\
@@ -76,6 +78,9 @@ def test_blocks_their_lines_languages_and_markers() -> None:
         ("<!-- doctest: skip - needs AWS -->\n```json\n{}\n```\n", ["doc.md:2: a 'doctest: skip' marker on a block"]),
         ("<!-- doctest: server - make test -->\n```bash\nls\n```\n", ["doc.md:2: 'doctest: server - make test'"]),
         ("```bash\nmake serve\nmake serve-local\n```\n", ["doc.md:1: more than one make serve line"]),
+        ("<!-- doctest: run - a minute -->\n```bash\nmake train\n```\n", []),
+        ("<!-- doctest: run -->\n```bash\nmake train\n```\n", ["doc.md:2: 'doctest: run' without a reason"]),
+        ("<!-- doctest: dry-run - the venv -->\n```python\n1\n```\n", ["doc.md:2: a 'doctest: dry-run' marker on a"]),
     ],
 )
 def test_problems(markdown: str, expected: list[str]) -> None:
@@ -116,6 +121,42 @@ def test_shell_script_keeps_the_lines_of_the_document() -> None:
         "DOC_EXPECT_STATUS=401 curl http://127.0.0.1:5000/predict   # 401",
         'curl http://127.0.0.1:5000/   # {"message": ...}',
     ]
+
+
+def test_the_lines_before_a_serve_line_run_before_it() -> None:
+    blocks, _ = read_blocks("```bash\nmake train\nMODEL_URI=m.onnx make serve\ncurl http://127.0.0.1:8000/\n```\n",
+                            "doc.md")
+
+    before, after = split_at_serve(blocks[0])
+
+    assert (before.source, after.source) == ("make train\n\n\n",
+                                             "\nMODEL_URI=m.onnx make serve\ncurl http://127.0.0.1:8000/\n")
+
+
+def test_a_dry_run_block_keeps_only_its_make_lines() -> None:
+    script = "python3 -m venv .venv && pip install \\\n  torch\nmake test   # all of it\n\nX=1 make lint\n"
+
+    assert dry_run_script(script).splitlines() == [
+        "# dry-run, not run: python3 -m venv .venv && pip install \\",
+        "# dry-run, not run:   torch",
+        "make test   # all of it",
+        "",
+        "X=1 make lint",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("marker", "dry_run"),
+    [
+        ("", set(DRY_RUN_VERBS)),
+        ("<!-- doctest: run - a minute -->\n", set(DRY_RUN_VERBS) - set(LONG_VERBS)),
+        ("<!-- doctest: dry-run - the venv -->\n", {"*"}),
+    ],
+)
+def test_markers_choose_the_verbs_make_only_shows(marker: str, dry_run: set[str]) -> None:
+    blocks, _ = read_blocks(f"{marker}```bash\nmake train\n```\n", "doc.md")
+
+    assert set(dry_run_verbs(blocks[0]).split()) == dry_run
 
 
 @pytest.mark.parametrize(
@@ -169,6 +210,12 @@ def test_prelude_make(line: str, returncode: int, said: str, tmp_path: Path) -> 
     outcome = run_shell(f"{line}\n", REPO, tmp_path)  # make -n and a make that fails at once: nothing is written
 
     assert (outcome.returncode, said in outcome.output) == (returncode, True), outcome.output
+
+
+def test_prelude_make_shows_every_verb_in_a_dry_run_block(tmp_path: Path) -> None:
+    outcome = run_shell("make segment IN=a.jpg\n", REPO, tmp_path, dry_run="*")  # a verb that otherwise runs
+
+    assert (outcome.returncode, "doctest: make -n segment IN=a.jpg" in outcome.output) == (0, True), outcome.output
 
 
 class Answers(BaseHTTPRequestHandler):
