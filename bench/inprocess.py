@@ -38,7 +38,7 @@ def load_pipeline(model_path: Path) -> Pipeline:
 
 def route_defaults(settings: Settings) -> tuple[DecodeLimits, RenderOptions]:
     """The decode limits and overlay options POST /predict uses when a request sets no option."""
-    return DecodeLimits.from_settings(settings), RenderOptions.from_settings(settings)
+    return settings.decode_limits(), settings.render_defaults()
 
 
 def end_to_end(pipeline: Pipeline, data: bytes) -> Rendered:

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from app.core.imaging import DecodeLimits
 from app.core.options import RenderOptions
 from app.core.pipeline import render
 from app.core.providers import PROVIDERS, CudaOptions, with_options
@@ -71,7 +70,7 @@ def model_ms(session: ort.InferenceSession, inputs: np.ndarray, batch: int) -> f
 
 
 def end_to_end_ms(segmenter: Segmenter, photo: bytes) -> float:
-    limits, options = DecodeLimits.from_settings(Settings()), RenderOptions()
+    limits, options = Settings().decode_limits(), RenderOptions()
     for _ in range(WARMUP):
         render(segmenter, photo, limits, options)
     return statistics.median(time_ms(lambda: render(segmenter, photo, limits, options)) for _ in range(ROUNDS))

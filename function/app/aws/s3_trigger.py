@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from app.aws.keys import UPLOAD_PREFIX, OutputKeys, is_upload_key, output_keys, summary_key
 from app.aws.uploads import OPTIONS_METADATA, OWNER_METADATA
-from app.core.imaging import DecodeLimits, ImageRejected
+from app.core.imaging import ImageRejected
 from app.core.options import Output, RenderOptions
 from app.core.pipeline import Rendered, render
 from app.core.segmenter import Segmenter
@@ -98,8 +98,8 @@ class S3Trigger:
 
     def __init__(self, s3: Callable[[], Any], models: ModelSource, settings: Settings) -> None:
         self.s3, self.models = s3, models  # the S3 client is looked up per call: built once, swappable in tests
-        self.limits = DecodeLimits.for_stored_objects(settings)
-        self.defaults = RenderOptions.from_settings(settings)
+        self.limits = settings.stored_object_limits()
+        self.defaults = settings.render_defaults()
 
     def handle(self, event: dict[str, Any]) -> list[Outcome]:
         return [self.process(bucket, key) for bucket, key in uploaded_objects(event)]

@@ -30,7 +30,7 @@ from pydantic_core import ErrorDetails
 
 from app.cli.inputs import Job, UsageError, find_sources, plan
 from app.cli.runner import PROGRAM, Runner, Tally
-from app.core.imaging import ACCEPTED, DecodeLimits
+from app.core.imaging import ACCEPTED
 from app.core.options import ImageFormat, Output, RenderOptions
 from app.core.segmenter import Segmenter
 from app.core.settings import Settings
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         segmenter = load_model(settings)
     except UsageError as error:
         parser.error(str(error))  # exits with status 2
-    runner = Runner(segmenter, options, DecodeLimits.for_stored_objects(settings), threads=args.jobs)
+    runner = Runner(segmenter, options, settings.stored_object_limits(), threads=args.jobs)
     tally = runner.run(jobs, args.skip_existing)
     report(tally, time.perf_counter() - started)
     return INTERRUPTED if tally.interrupted else int(tally.failed > 0)
@@ -111,7 +111,7 @@ def render_options(args: argparse.Namespace, settings: Settings) -> RenderOption
     """The settings' defaults with the flags given, checked as the API checks its query."""
     given = {name: getattr(args, name) for name in OPTIONS}
     try:
-        return RenderOptions.from_settings(settings).with_overrides(given)
+        return settings.render_defaults().with_overrides(given)
     except ValidationError as invalid:
         raise UsageError("; ".join(describe(error, given) for error in invalid.errors())) from None
 

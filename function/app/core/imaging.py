@@ -38,7 +38,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -46,9 +46,6 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from app.core.colour import rgb_profile
 from app.core.gif import gif_canvas
 from app.core.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
-
-if TYPE_CHECKING:
-    from app.core.settings import Settings
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")  # Pillow's plugin names
 ACCEPTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
@@ -117,15 +114,6 @@ class DecodeLimits:
     max_bytes: int
     max_pixels: int
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DecodeLimits:
-        """The HTTP limits: what fits through API Gateway and Lambda's payload."""
-        return cls(max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_PIXELS)
-
-    @classmethod
-    def for_stored_objects(cls, settings: Settings) -> DecodeLimits:
-        """The limits for objects read from S3, which never pass through a payload."""
-        return cls(max_bytes=settings.S3_MAX_UPLOAD_BYTES, max_pixels=settings.S3_MAX_PIXELS)
 
 
 class ImageRejected(Exception):

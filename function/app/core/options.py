@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
-
-if TYPE_CHECKING:
-    from app.core.settings import Settings
 
 Color = tuple[int, int, int]
 Output = Literal["overlay", "mask", "cutout", "json"]
@@ -105,11 +102,6 @@ class RenderOptions(BaseModel):
                              "ask for format=png or format=webp")
         return self
 
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RenderOptions:
-        """The server's defaults: what a request that sets no option gets."""
-        return cls(color=settings.OVERLAY_COLOR, alpha=settings.OVERLAY_ALPHA)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> RenderOptions:
         """A validated copy with each option given (not None) replaced; ``ValidationError`` if one is invalid."""

@@ -24,8 +24,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.imaging import DecodeLimits
 from app.core.memory_limit import default_budget_mb
-from app.core.options import DEFAULT_ALPHA, DEFAULT_COLOR, Alpha, ColorValue
+from app.core.options import DEFAULT_ALPHA, DEFAULT_COLOR, Alpha, ColorValue, RenderOptions
 from app.core.providers import CudaOptions, parse_preference
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # function/app
@@ -146,6 +147,18 @@ class Settings(BaseSettings):
     @property
     def upload_max_bytes(self) -> int:
         return self.UPLOAD_MAX_BYTES or self.S3_MAX_UPLOAD_BYTES
+
+    def render_defaults(self) -> RenderOptions:
+        """What a request that sets no option gets: the overlay's colour and opacity from here."""
+        return RenderOptions(color=self.OVERLAY_COLOR, alpha=self.OVERLAY_ALPHA)
+
+    def decode_limits(self) -> DecodeLimits:
+        """The HTTP limits: what fits through API Gateway and Lambda's payload."""
+        return DecodeLimits(max_bytes=self.MAX_UPLOAD_BYTES, max_pixels=self.MAX_PIXELS)
+
+    def stored_object_limits(self) -> DecodeLimits:
+        """The limits for objects read from S3 (and local files), which never pass through a payload."""
+        return DecodeLimits(max_bytes=self.S3_MAX_UPLOAD_BYTES, max_pixels=self.S3_MAX_PIXELS)
 
     def api_keys(self) -> tuple[str, ...]:
         """API_KEYS and the lines of API_KEYS_FILE (blank lines and # comments skipped), read now."""

@@ -9,7 +9,6 @@ from fastapi import Depends, FastAPI
 from app.aws.s3_client import get_s3_client
 from app.aws.uploads import UploadFlow
 from app.core.model_holder import ModelHolder
-from app.core.options import RenderOptions
 from app.core.settings import Settings
 from app.http import batch, page, routes, uploads
 from app.http.auth import ApiKeys, caller_gate
@@ -33,7 +32,7 @@ def create_app(settings: Settings, holder: ModelHolder, work_queue: WorkQueue) -
     /ui and the docs at /docs with their assets served here rather than from a CDN."""
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.settings, app.state.holder, app.state.work_queue = settings, holder, work_queue
-    app.state.render_defaults = RenderOptions.from_settings(settings)
+    app.state.render_defaults = settings.render_defaults()
     app.state.upload_flow = upload_flow(settings)
     app.state.api_keys = ApiKeys(keys) if (keys := settings.api_keys()) else None
     app.add_middleware(BodySizeLimit, max_file_bytes=settings.MAX_UPLOAD_BYTES)

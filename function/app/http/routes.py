@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from app.core.budget import Share, estimate
-from app.core.imaging import ACCEPTED, DecodeLimits, ImageTooLarge, read_header
+from app.core.imaging import ACCEPTED, ImageTooLarge, read_header
 from app.core.model_holder import ModelHolder, ModelNotReady
 from app.core.options import RenderOptions
 from app.core.pipeline import Rendered, render
@@ -137,7 +137,7 @@ async def render_queued(work_queue: WorkQueue, holder: ModelHolder, source: byte
     """``predict_job`` on the work queue, admitted by the memory its header says it will need, and that share,
     which the caller holds until it lets go. The header is read off the event loop first: a corrupt,
     unsupported or oversized file is refused before it takes a place."""
-    header = await run_in_threadpool(read_header, source, DecodeLimits.from_settings(settings))
+    header = await run_in_threadpool(read_header, source, settings.decode_limits())
     job = partial(predict_job, holder, source, settings, options, watch)
     return await work_queue.run_holding(job, estimate(header))
 
@@ -146,7 +146,7 @@ def predict_job(holder: ModelHolder, data: bytes | BinaryIO, settings: Settings,
                 watch: Stopwatch) -> Rendered:
     """Runs on a worker thread: the wait for it ends here."""
     watch.lap("wait")
-    limits = DecodeLimits.from_settings(settings)
+    limits = settings.decode_limits()
     return render(holder.get(), data, limits, options, watch=watch, fit_within=settings.MAX_RESPONSE_BYTES)
 
 

@@ -48,7 +48,7 @@ def test_defaults() -> None:
 
 
 def test_from_settings_takes_the_overlay_settings_parsed_once() -> None:
-    options = RenderOptions.from_settings(Settings(OVERLAY_COLOR="0,200,255", OVERLAY_ALPHA=0.3))
+    options = Settings(OVERLAY_COLOR="0,200,255", OVERLAY_ALPHA=0.3).render_defaults()
     assert (options.color, options.alpha, options.threshold, options.output) == ((0, 200, 255), 0.3, None, "overlay")
 
 
