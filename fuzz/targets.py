@@ -31,10 +31,10 @@ from typing import Any
 
 from PIL import Image
 
-from app.core.imaging import DecodeLimits, ImageRejected
+from app.core.decoding.imaging import DecodeLimits, ImageRejected
+from app.core.inference.segmenter import Segmenter
 from app.core.options import RenderOptions
 from app.core.pipeline import render
-from app.core.segmenter import Segmenter
 from app.core.settings import Settings
 
 # Pixels the decode target accepts. The check itself is what is fuzzed: anything declaring more

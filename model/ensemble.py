@@ -63,7 +63,7 @@ EPS = 1e-7
 CONTRACT_KEYS = (
     "input_height", "input_width", "channel_order", "resize", "scale", "mean", "std", "layout", "threshold",
 )
-HELD_OUT_SPLIT = "held_out"  # the metrics split the server labels held-out scores with (app.core.model_contract)
+HELD_OUT_SPLIT = "held_out"  # the metrics split the server labels held-out scores with (app.core.inference.contract)
 VIEWS_EDGE = "ensemble/views"  # the k*N batch every member runs on
 VIEWS_BATCH = "batch_x_views"  # its symbolic batch size (not the input's "batch")
 

@@ -1,7 +1,7 @@
 """The preprocessing contract: image -> model input, defined once.
 
 ``model.export`` writes these numbers into the ONNX file's metadata and the server
-reads them from there (``app.core.model_contract``), so serving cannot drift from
+reads them from there (``app.core.inference.contract``), so serving cannot drift from
 training. Training, evaluation and export all go through ``Preprocessing``.
 """
 

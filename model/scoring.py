@@ -5,7 +5,7 @@ models (preprocessing and threshold from their metadata, ``app.core``'s contract
 MediaPipe's selfie segmenter (a ``.tflite``: RGB squashed to 256x256, values in [0, 1],
 NHWC, probabilities out; ``../shared/models/mediapipe-selfie/README.md``). Every
 predictor's probabilities then go through the service's own upsampling
-(``app.core.segmenter.upsample_probabilities``: Pillow bilinear to the photo's size,
+(``app.core.inference.segmenter.upsample_probabilities``: Pillow bilinear to the photo's size,
 thresholded there), so a figure here is what ``POST /predict?output=mask`` would score.
 
 Figures, per set of photos: pooled ``iou`` and ``dice`` over all pixels, ``mean_image_iou``,
@@ -27,8 +27,8 @@ import onnxruntime as ort
 from PIL import Image
 from scipy import ndimage
 
-from app.core.imaging import draft_for_model
-from app.core.segmenter import sigmoid, upsample_probabilities
+from app.core.decoding.imaging import draft_for_model
+from app.core.inference.segmenter import sigmoid, upsample_probabilities
 from model.datasets import binarise_mask, match_images_to_masks
 from model.metadata import read_preprocessing
 
@@ -169,7 +169,8 @@ class LabelledPhoto:
 
     def view(self, size: tuple[int, int] | None) -> Image.Image:
         """What the service's model sees of this photo: the JPEG file decoded at the reduced scale the service
-        decodes it at (``app.core.imaging.draft_for_model``, towards the model's input ``size``), else the photo."""
+        decodes it at (``app.core.decoding.imaging.draft_for_model``, towards the model's input ``size``), else the
+        photo."""
         if self.path is None or size is None:
             return self.photo
         with Image.open(self.path) as image:

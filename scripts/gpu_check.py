@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from app.core.inference.providers import PROVIDERS, CudaOptions, with_options
+from app.core.inference.segmenter import Segmenter, open_session
 from app.core.options import RenderOptions
 from app.core.pipeline import render
-from app.core.providers import PROVIDERS, CudaOptions, with_options
-from app.core.segmenter import Segmenter, open_session
 from app.core.settings import Settings
 from bench.measure import time_ms
 from bench.photo import photo_jpeg

@@ -62,7 +62,8 @@ GOAL = 0.90  # issue 16: at least 90% of each module's mutants killed
 # Issue 16's scope: the core a request goes through, the S3 trigger, Batch Operations, the model
 # store, the upload flow's keys and options, the work queue.
 MODULES = (
-    "app/core/imaging.py", "app/core/segmenter.py", "app/core/drawing.py", "app/core/encoding.py",
+    "app/core/decoding/imaging.py", "app/core/inference/segmenter.py", "app/core/output/drawing.py",
+    "app/core/output/encoding.py",
     "app/core/pipeline.py", "app/core/options.py", "app/aws/s3_trigger.py", "app/aws/batch_operations.py",
     "app/aws/model_store.py", "app/aws/keys.py", "app/aws/uploads.py", "app/http/work_queue.py",
 )

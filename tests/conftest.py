@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
-from app.core.model_holder import ModelHolder
+from app.core.inference.holder import ModelHolder
 from app.core.settings import Settings
 from app.http.factory import create_app
 from app.http.work_queue import WorkQueue
@@ -36,6 +36,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     session-wide ``playwright`` fixture on, leaves an event loop running on the main thread until the session ends,
     so no later test could run one there (Mangum's handler, ``asyncio.run``)."""
     items.sort(key=lambda item: "playwright" in getattr(item, "fixturenames", ()))  # a stable sort
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: `make test` runs the suite in workers (-n)
+def pytest_configure_node(node: Any) -> None:
+    """Each xdist worker on CPUs of its own (an equal share), set before its session starts. torch, onnxruntime
+    and the servers a test starts size their threads by the CPUs they may use: two workers that each took both
+    CPUs ran four threads on two, and the tiny models' per-op barriers then waited for a thread that was not
+    running (a 12 s training test took 128 s). The share is the same size on every worker, so every worker
+    collects the same tests (ids that hold a CPU count). With more workers than CPUs, nothing is pinned."""
+    cpus = sorted(os.sched_getaffinity(0))
+    workers = node.workerinput["workercount"]
+    size = len(cpus) // workers
+    if size:
+        index = int(node.gateway.id.removeprefix("gw")) % workers  # a restarted worker gets a new id
+        share = cpus[index * size:(index + 1) * size]
+        node.gateway.remote_exec(f"import os; os.sched_setaffinity(0, {share!r})").waitclose()
 
 
 @pytest.fixture(scope="session")

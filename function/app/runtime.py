@@ -17,10 +17,10 @@ import onnxruntime as ort
 
 from app.aws.model_store import fetch_model
 from app.aws.observability import configure_logging
-from app.core import providers
-from app.core.memory import limit_malloc_arenas
-from app.core.model_holder import ModelHolder
-from app.core.segmenter import Segmenter
+from app.core.inference import providers
+from app.core.inference.holder import ModelHolder
+from app.core.inference.segmenter import Segmenter
+from app.core.resources.memory import limit_malloc_arenas
 from app.core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)

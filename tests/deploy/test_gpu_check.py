@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.segmenter import Segmenter, open_session
+from app.core.inference.segmenter import Segmenter, open_session
 from scripts.gpu_check import IMAGES, heldout_inputs, model_ms, parity
 from tests.support import REPO
 

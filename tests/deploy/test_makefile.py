@@ -26,7 +26,8 @@ def dry_run(*arguments: str) -> list[str]:
     [
         ("serve", "-m uvicorn app.main:app --app-dir function --host 127.0.0.1 --port 8000"),
         ("serve HOST=0.0.0.0 PORT=9000", "-m uvicorn app.main:app --app-dir function --host 0.0.0.0 --port 9000"),
-        ("test ARGS=-x", "-m pytest -x"),
+        ("test ARGS=-x", " --dist loadscope --no-loadscope-reorder -x"),  # -n: a worker per CPU
+        ("test TEST_WORKERS=0", "-m pytest -n 0 --dist loadscope --no-loadscope-reorder"),
         ("bench ARGS=--quick", "-m bench.run --quick"),
         ("mutate ARGS=--max-children=1", "-m scripts.mutate --max-children=1"),
         ("train ARGS=--epochs=1", "-m model.train --epochs=1"),

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from app.core.imaging import CorruptImage, decode_image
-from app.core.model_holder import ModelHolder
+from app.core.decoding.imaging import CorruptImage, decode_image
+from app.core.inference.holder import ModelHolder
 from app.core.settings import Settings
 from app.http.factory import create_app
 from app.http.work_queue import WorkQueue
@@ -98,7 +98,8 @@ def test_a_short_fuzz_run_finds_nothing(target: str, tiny_model_path: Path, tmp_
 
 
 def test_a_heif_whose_item_type_is_not_utf8_is_a_400_not_a_segfault() -> None:
-    # Found by make fuzz: pi-heif 1.4.0 crashed the process (SIGSEGV) opening it; app.core.heif refuses it first.
+    # Found by make fuzz: pi-heif 1.4.0 crashed the process (SIGSEGV) opening it; app.core.decoding.heif
+    # refuses it first.
     data = (CORPUS / "decode" / "heif-item-type-not-utf8.heic").read_bytes()
     with pytest.raises(CorruptImage) as refused:
         decode_image(data, targets.FUZZ_LIMITS)

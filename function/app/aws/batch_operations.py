@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from app.aws.keys import OUTPUT_PREFIX, is_source_key
 from app.aws.s3_trigger import S3Trigger, StoredObject
-from app.core.model_holder import ModelNotReady
+from app.core.inference.holder import ModelNotReady
 
 SCHEMA_VERSIONS = ("1.0", "2.0")
 # Keys missing from our response are a bug of ours: failing them shows it in the completion report.

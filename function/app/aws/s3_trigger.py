@@ -26,10 +26,10 @@ from pydantic import ValidationError
 
 from app.aws.keys import UPLOAD_PREFIX, OutputKeys, is_upload_key, output_keys, summary_key
 from app.aws.uploads import OPTIONS_METADATA, OWNER_METADATA
-from app.core.imaging import ImageRejected
+from app.core.decoding.imaging import ImageRejected
+from app.core.inference.segmenter import Segmenter
 from app.core.options import Output, RenderOptions
 from app.core.pipeline import Rendered, render
-from app.core.segmenter import Segmenter
 from app.core.settings import Settings
 
 # Deleted between the event and our GET, or a version that is gone: nothing to retry. Without

@@ -30,9 +30,9 @@ from pydantic_core import ErrorDetails
 
 from app.cli.inputs import Job, UsageError, find_sources, plan
 from app.cli.runner import PROGRAM, Runner, Tally
-from app.core.imaging import ACCEPTED
+from app.core.decoding.imaging import ACCEPTED
+from app.core.inference.segmenter import Segmenter
 from app.core.options import ImageFormat, Output, RenderOptions
-from app.core.segmenter import Segmenter
 from app.core.settings import Settings
 from app.runtime import load_segmenter
 

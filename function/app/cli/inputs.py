@@ -7,7 +7,7 @@ output is that name with the result's suffix under the output folder
 - A file named on the command line is always attempted (whatever its extension), and
   named by its file name: ``photos/a/cat.jpg`` -> ``OUT/cat.jpg.png``.
 - A folder contributes the files in it whose extension is an accepted format's
-  (``IMAGE_SUFFIXES``: Pillow's extensions for ``app.core.imaging.ALLOWED_FORMATS``),
+  (``IMAGE_SUFFIXES``: Pillow's extensions for ``app.core.decoding.imaging.ALLOWED_FORMATS``),
   its subfolders' too with ``recursive``; other files are reported as ignored. The
   output folder, if it lies inside, is never read: a rerun does not feed on its results.
 - A glob (``'photos/**/*.jpg'``, quoted so the shell leaves it) expands as the shell would
@@ -28,7 +28,7 @@ from pathlib import Path, PurePath
 
 from PIL import Image
 
-from app.core.imaging import ALLOWED_FORMATS
+from app.core.decoding.imaging import ALLOWED_FORMATS
 from app.core.naming import result_name
 from app.core.options import RenderOptions
 

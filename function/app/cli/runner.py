@@ -27,10 +27,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from app.cli.inputs import Job
-from app.core.imaging import DecodeLimits, ImageRejected
+from app.core.decoding.imaging import DecodeLimits, ImageRejected
+from app.core.inference.segmenter import Segmenter
 from app.core.options import RenderOptions
 from app.core.pipeline import render
-from app.core.segmenter import Segmenter
 
 PROGRAM = "unet-segment"  # also the logger's name: the command's own lines, configured by app.cli.command
 IN_FLIGHT_PER_THREAD = 2  # a file waiting for each thread, so no thread idles between files

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from app.core.encoding import SUFFIXES
 from app.core.options import Output, RenderOptions
+from app.core.output.encoding import SUFFIXES
 
 RESULT_INFIX: dict[Output, str] = {"overlay": "", "mask": ".mask", "cutout": ".cutout", "json": ""}
 JSON_SUFFIX = ".json"

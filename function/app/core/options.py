@@ -79,7 +79,7 @@ Quality = Annotated[int, Field(ge=1, le=100), BeforeValidator(_number_not_bool)]
 
 class RenderOptions(BaseModel):
     """What to make and how to encode it; threshold None = the model's own, quality None = the format's default
-    (``app.core.encoding.QUALITY_STEPS``: lowered in steps where a size limit asks for it).
+    (``app.core.output.encoding.QUALITY_STEPS``: lowered in steps where a size limit asks for it).
 
     ``output``: ``overlay`` (the colour blended over the foreground), ``mask`` (0/255),
     ``cutout`` (the image where the mask is set, transparent elsewhere) or ``json``

@@ -21,14 +21,14 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from app.core.drawing import blend_in_place, cut_out_in_place, mask_to_image
-from app.core.encoding import Encoded, encode_document, encode_picture, result_document
-from app.core.imaging import Decoded, DecodeLimits, decode_for_model
-from app.core.memory import trim_heap
-from app.core.model_contract import ModelInfo
+from app.core.decoding.imaging import Decoded, DecodeLimits, decode_for_model
+from app.core.inference.contract import ModelInfo
+from app.core.inference.segmenter import Segmenter
 from app.core.options import Output, RenderOptions
-from app.core.segmenter import Segmenter
-from app.core.summary import Summary
+from app.core.output.drawing import blend_in_place, cut_out_in_place, mask_to_image
+from app.core.output.encoding import Encoded, encode_document, encode_picture, result_document
+from app.core.output.summary import Summary
+from app.core.resources.memory import trim_heap
 from app.core.timing import Stopwatch
 
 DRAWING_STAGES: dict[Output, str] = {"overlay": "blend", "mask": "mask", "cutout": "cutout", "json": "json"}
@@ -97,8 +97,9 @@ def render(segmenter: Segmenter, source: bytes | BinaryIO | Image.Image, limits:
 
 def decode(source: bytes | BinaryIO | Image.Image, limits: DecodeLimits, view_size: tuple[int, int],
            full_size: bool) -> Decoded:
-    """The model's view and, where an output draws into it, the full image (``app.core.imaging.decode_for_model``:
-    a JPEG's view is decoded at a reduced scale); an image already decoded is both."""
+    """The model's view and, where an output draws into it, the full image
+    (``app.core.decoding.imaging.decode_for_model``: a JPEG's view is decoded at a reduced scale); an image
+    already decoded is both."""
     if isinstance(source, Image.Image):
         return Decoded(source, source.size, source)
     return decode_for_model(source, limits, view_size, full_size)

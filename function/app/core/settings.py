@@ -24,10 +24,10 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.core.imaging import DecodeLimits
-from app.core.memory_limit import default_budget_mb
+from app.core.decoding.imaging import DecodeLimits
+from app.core.inference.providers import CudaOptions, parse_preference
 from app.core.options import DEFAULT_ALPHA, DEFAULT_COLOR, Alpha, ColorValue, RenderOptions
-from app.core.providers import CudaOptions, parse_preference
+from app.core.resources.memory_limit import default_budget_mb
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # function/app
 BUNDLED_MODEL_NAME = "unet-int8.onnx"
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
 
     LOG_LEVEL: str = "INFO"
 
-    # Execution providers, in order of preference (app.core.providers): cuda, tensorrt, openvino, dnnl, cpu.
+    # Execution providers, in order of preference (app.core.inference.providers): cuda, tensorrt, openvino, dnnl, cpu.
     # Those this onnxruntime build lacks are skipped; none available refuses the model (503).
     INFERENCE_PROVIDERS: str = "cpu"
     CUDA_DEVICE_ID: int = Field(default=0, ge=0)
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     MAX_CONCURRENCY: int | None = Field(default=None, gt=0)  # requests decoded and segmented at once
     MAX_QUEUE: int = Field(default=8, ge=0)  # requests waiting beyond those; more get 429
     # Memory the HTTP server's requests are admitted against, in MB (10^6 bytes), by their declared pixels
-    # (app.core.budget): over it they wait in the queue; one that never fits gets 413. Default: this process's
+    # (app.core.resources.budget): over it they wait in the queue; one that never fits gets 413. Default: this process's
     # cgroup memory limit, else the Lambda function's memory, else the machine's physical memory.
     MEMORY_BUDGET_MB: int = Field(default_factory=default_budget_mb, gt=0)
 

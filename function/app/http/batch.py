@@ -34,11 +34,11 @@ from fastapi import APIRouter, File, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from app.core.encoding import Encoded
-from app.core.imaging import ACCEPTED, ImageRejected
-from app.core.model_holder import ModelHolder, ModelNotReady
+from app.core.decoding.imaging import ACCEPTED, ImageRejected
+from app.core.inference.holder import ModelHolder, ModelNotReady
 from app.core.naming import JSON_SUFFIX, result_name, sanitise_filename
 from app.core.options import RenderOptions
+from app.core.output.encoding import Encoded
 from app.core.pipeline import Rendered
 from app.core.settings import Settings
 from app.core.timing import Stopwatch

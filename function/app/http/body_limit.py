@@ -6,7 +6,7 @@ limit. The limit on the wire is the file limit the user configured
 (``MAX_UPLOAD_BYTES``) plus room for the multipart framing around the file, but
 the message states the configured limit: that is the number the user knows.
 The exact per-file limit is enforced again on the file's bytes by
-``app.core.imaging``; this guard keeps a huge upload from being spooled to disk first.
+``app.core.decoding.imaging``; this guard keeps a huge upload from being spooled to disk first.
 Starlette's own ``RequestBodyLimitMiddleware`` answers in plain text, hence this.
 """
 

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from pydantic import ValidationError
 
-from app.core.model_holder import ModelHolder
+from app.core.inference.holder import ModelHolder
 from app.core.options import RenderOptions
 from app.core.settings import Settings
 from app.http.errors import invalid_request

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.aws.uploads import UploadFlowUnavailable
-from app.core.imaging import ImageRejected
-from app.core.model_holder import ModelNotReady
+from app.core.decoding.imaging import ImageRejected
+from app.core.inference.holder import ModelNotReady
 from app.http.schemas import ErrorBody
 from app.http.work_queue import QueueFull
 

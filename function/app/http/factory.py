@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI
 
 from app.aws.s3_client import get_s3_client
 from app.aws.uploads import UploadFlow
-from app.core.model_holder import ModelHolder
+from app.core.inference.holder import ModelHolder
 from app.core.settings import Settings
 from app.http import batch, page, routes, uploads
 from app.http.auth import ApiKeys, caller_gate

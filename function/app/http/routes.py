@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from app.core.budget import Share, estimate
-from app.core.imaging import ACCEPTED, ImageTooLarge, read_header
-from app.core.model_holder import ModelHolder, ModelNotReady
+from app.core.decoding.imaging import ACCEPTED, ImageTooLarge, read_header
+from app.core.inference.holder import ModelHolder, ModelNotReady
 from app.core.options import RenderOptions
 from app.core.pipeline import Rendered, render
+from app.core.resources.budget import Share, estimate
 from app.core.settings import Settings
 from app.core.timing import Stopwatch, server_timing
 from app.http.auth import caller_id

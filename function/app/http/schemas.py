@@ -12,7 +12,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict, JsonValue
 
-from app.core.model_contract import ModelInfo
+from app.core.inference.contract import ModelInfo
 from app.core.options import (
     COLOR_PATTERN,
     WITH_ALPHA,
@@ -141,7 +141,7 @@ class ValidationErrorBody(BaseModel):
     detail: list[dict[str, Any]]
 
 
-# app.core.imaging.MEDIA_TYPES: a label the POST policy pins; the bytes are still sniffed.
+# app.core.decoding.imaging.MEDIA_TYPES: a label the POST policy pins; the bytes are still sniffed.
 UploadContentType = Literal["image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff",
                             "image/heic", "image/heif", "image/avif"]
 

@@ -4,7 +4,7 @@ A fixed pool of ``workers`` threads runs the CPU-bound part of each request
 (decode, inference, drawing, encoding); at most ``max_waiting`` more requests
 wait, for a thread or for memory. Past that, ``run`` raises ``QueueFull`` at once.
 
-With a memory budget (``app.core.budget``, MEMORY_BUDGET_MB), work given with its
+With a memory budget (``app.core.resources.budget``, MEMORY_BUDGET_MB), work given with its
 estimate also waits until its share of the budget is free, in arrival order; an
 estimate over the whole budget raises ``OverBudget`` (413) before it takes a place.
 
@@ -23,8 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from app.core.budget import Estimate, MemoryBudget, Share
-from app.core.cpus import usable_cpus
+from app.core.resources.budget import Estimate, MemoryBudget, Share
+from app.core.resources.cpus import usable_cpus
 from app.core.settings import Settings
 
 T = TypeVar("T")

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from app.core.imaging import ACCEPTED, DecodeLimits
+from app.core.decoding.imaging import ACCEPTED, DecodeLimits
+from app.core.inference.segmenter import Segmenter
 from app.core.options import RenderOptions
 from app.core.pipeline import render
-from app.core.segmenter import Segmenter
 from app.core.settings import Settings
 from app.runtime import load_segmenter
 from tests.support import PNGSUITE, SAMPLE_JPEG, SAMPLE_PNG

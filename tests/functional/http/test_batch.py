@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app.core.budget import Estimate, Share
+from app.core.resources.budget import Estimate, Share
 from app.core.settings import Settings
 from app.http.work_queue import WorkQueue
 from app.runtime import build_holder

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.model_holder import ModelHolder
+from app.core.inference.holder import ModelHolder
 from app.core.settings import Settings
 from app.runtime import build_holder
 

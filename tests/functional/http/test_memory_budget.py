@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from app.core import budget
-from app.core.budget import Estimate, MemoryBudget
-from app.core.imaging import Header
+from app.core.decoding.imaging import Header
+from app.core.resources import budget
+from app.core.resources.budget import Estimate, MemoryBudget
 from app.http.work_queue import WorkQueue
 from tests.support import encode, noise
 

@@ -16,7 +16,7 @@ from app.aws.lambda_s3 import make_upload_handler
 from app.aws.observability import LambdaHandler
 from app.aws.s3_client import get_s3_client
 from app.aws.s3_trigger import S3Trigger, StoredObject
-from app.core.imaging import ACCEPTED
+from app.core.decoding.imaging import ACCEPTED
 from app.core.settings import Settings
 from app.runtime import build_holder
 from scripts.invoke import LambdaContext

@@ -16,7 +16,7 @@ from app.aws.lambda_s3 import make_upload_handler
 from app.aws.observability import LambdaHandler
 from app.aws.s3_client import get_s3_client
 from app.aws.s3_trigger import S3Trigger
-from app.core.model_holder import ModelNotReady
+from app.core.inference.holder import ModelNotReady
 from app.core.settings import Settings
 from app.http.factory import create_app
 from app.http.work_queue import WorkQueue

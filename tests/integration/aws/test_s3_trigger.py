@@ -17,8 +17,8 @@ from pycocotools import mask as coco_mask
 
 from app.aws.s3_client import get_s3_client
 from app.aws.s3_trigger import S3Trigger
-from app.core.imaging import DecodeLimits, decode_image
-from app.core.model_holder import ModelNotReady
+from app.core.decoding.imaging import DecodeLimits, decode_image
+from app.core.inference.holder import ModelNotReady
 from app.core.settings import Settings
 from app.runtime import build_holder
 from scripts.invoke import LambdaContext

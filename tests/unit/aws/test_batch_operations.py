@@ -18,7 +18,7 @@ from app.aws.batch_operations import (
     task_bucket,
 )
 from app.aws.s3_trigger import StoredObject
-from app.core.model_holder import ModelNotReady
+from app.core.inference.holder import ModelNotReady
 from tests.support import BUCKET, load_event
 
 

@@ -9,12 +9,12 @@ import pytest
 
 from app.aws.keys import OutputKeys, is_source_key, is_upload_key, output_keys, upload_key
 from app.aws.s3_trigger import StoredObject, done_summary, extra_outputs, uploaded_objects
-from app.core.encoding import Encoded
-from app.core.model_contract import ModelInfo
+from app.core.inference.contract import ModelInfo
 from app.core.naming import MAX_NAME_BYTES, result_name, sanitise_filename
 from app.core.options import RenderOptions
+from app.core.output.encoding import Encoded
+from app.core.output.summary import BoundingBox, Summary
 from app.core.pipeline import Rendered
-from app.core.summary import BoundingBox, Summary
 from tests.support import BUCKET, load_event
 
 

@@ -1,4 +1,4 @@
-"""app.core.bands: every row once, in order, an equal share per worker; one CPU runs in the caller's thread."""
+"""app.core.resources.bands: every row once, in order, an equal share per worker; one CPU: the caller's thread."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from app.core import bands
-from app.core.bands import map_bands, row_bands
+from app.core.resources import bands
+from app.core.resources.bands import map_bands, row_bands
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""app.core.budget: a request's estimate from its header, and shares of the budget granted in arrival order."""
+"""app.core.resources.budget: a request's estimate from its header; shares of the budget granted in arrival order."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from concurrent.futures import Future
 
 import pytest
 
-from app.core import budget
-from app.core.budget import Estimate, MemoryBudget, OverBudget, Share, estimate
-from app.core.imaging import Header
-from app.core.memory_limit import MB
+from app.core.decoding.imaging import Header
+from app.core.resources import budget
+from app.core.resources.budget import Estimate, MemoryBudget, OverBudget, Share, estimate
+from app.core.resources.memory_limit import MB
 
 # id: (header, the row it is charged by, expected bytes: pixels x the row's B/px, rounded, + 24 MB per request)
 ESTIMATE_CASES: dict[str, tuple[Header, str, int]] = {

@@ -1,4 +1,4 @@
-"""app.core.colour: which ICC profile a decoded image keeps, whether it is sRGB, sRGB pixels for the model."""
+"""app.core.decoding.colour: which ICC profile a decoded image keeps, whether it is sRGB, sRGB pixels for the model."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from app.core import colour
-from app.core.colour import is_srgb, rgb_profile, to_srgb
+from app.core.decoding import colour
+from app.core.decoding.colour import is_srgb, rgb_profile, to_srgb
 from tests.samples import DISPLAY_P3, DISPLAY_P3_ICC, SRGB_ICC, SRGB_PRIMARIES, rgb_profile_bytes, rgb_to_xyz_d50
 
 LCMS_SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()

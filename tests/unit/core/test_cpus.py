@@ -1,4 +1,4 @@
-"""app.core.cpus: the CPUs a process may use, from affinity and cgroup quotas."""
+"""app.core.resources.cpus: the CPUs a process may use, from affinity and cgroup quotas."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core import cpus
+from app.core.resources import cpus
 
 
 @pytest.mark.parametrize(

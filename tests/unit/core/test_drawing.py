@@ -1,4 +1,4 @@
-"""app.core.drawing: the blend's geometry and arithmetic (against tests.support's numpy formula), and the mask."""
+"""app.core.output.drawing: the blend's geometry and arithmetic (against tests.support's numpy formula); the mask."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.drawing import BLEND_BAND_ROWS, blend_in_place, cut_out_in_place, mask_to_image, tint_table
+from app.core.output.drawing import BLEND_BAND_ROWS, blend_in_place, cut_out_in_place, mask_to_image, tint_table
 from tests.support import expected_overlay, noise
 
 

@@ -1,4 +1,4 @@
-"""app.core.encoding: PNG, JPEG and WebP pictures, and the JSON document with the mask as COCO RLE."""
+"""app.core.output.encoding: PNG, JPEG and WebP pictures, and the JSON document with the mask as COCO RLE."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from app.core.encoding import (
+from app.core.inference.contract import ModelInfo
+from app.core.output.encoding import (
     QUALITY_STEPS,
     Encoded,
     UnencodableResult,
@@ -19,8 +20,7 @@ from app.core.encoding import (
     mask_rle,
     result_document,
 )
-from app.core.model_contract import ModelInfo
-from app.core.summary import BoundingBox, Summary
+from app.core.output.summary import BoundingBox, Summary
 from tests.samples import DISPLAY_P3_ICC
 from tests.support import noise
 

@@ -1,4 +1,4 @@
-"""app.core.gif: the canvas Pillow will give a GIF, read before Pillow opens it (which allocates the first frame)."""
+"""app.core.decoding.gif: the canvas Pillow will give a GIF, read before Pillow opens it (and allocates the frame)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import struct
 import pytest
 from PIL import Image
 
-from app.core.gif import gif_canvas
-from app.core.imaging import HEAD_BYTES, DecodeLimits, ImageTooLarge, decode_image
+from app.core.decoding.gif import gif_canvas
+from app.core.decoding.imaging import HEAD_BYTES, DecodeLimits, ImageTooLarge, decode_image
 from tests.support import REPO, encode, noise
 
 FOUND = REPO / "tests" / "corpus" / "fuzz" / "decode" / "gif-frame-far-beyond-its-screen.gif"

@@ -1,4 +1,4 @@
-"""app.core.heif: which plugin a HEIF container goes to, by its ftyp brands; the decoders as registered."""
+"""app.core.decoding.heif: which plugin a HEIF container goes to, by its ftyp brands; the decoders as registered."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import struct
 import pytest
 from PIL import AvifImagePlugin, Image
 
-from app.core.cpus import usable_cpus
-from app.core.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
-from app.core.imaging import HEAD_BYTES, CorruptImage, DecodeLimits, decode_image
+from app.core.decoding.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
+from app.core.decoding.imaging import HEAD_BYTES, CorruptImage, DecodeLimits, decode_image
+from app.core.resources.cpus import usable_cpus
 
 
 def ftyp(major: bytes, *compatible: bytes, declared: int | None = None) -> bytes:

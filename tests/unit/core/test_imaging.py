@@ -1,4 +1,4 @@
-"""app.core.imaging: limits before decoding, the format allow-list, orientation, colour modes, profiles, errors."""
+"""app.core.decoding.imaging: limits first, the format allow-list, orientation, colour modes, profiles, errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pi_heif
 import pytest
 from PIL import Image, ImageCms, ImageFile
 
-from app.core.imaging import (
+from app.core.decoding.imaging import (
     ACCEPTED,
     ALLOWED_FORMATS,
     CorruptImage,

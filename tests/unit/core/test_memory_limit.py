@@ -1,4 +1,4 @@
-"""app.core.memory_limit: the memory a process may use, from its cgroup, Lambda's variable or the machine."""
+"""app.core.resources.memory_limit: the memory a process may use, from its cgroup, Lambda's variable or the machine."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core import memory_limit
-from app.core.memory_limit import MIB, cgroup_memory_limit, memory_limit_bytes, resident_bytes
+from app.core.resources import memory_limit
+from app.core.resources.memory_limit import MIB, cgroup_memory_limit, memory_limit_bytes, resident_bytes
 
 GB = 10**9
 PHYSICAL = 8 * GB

@@ -1,4 +1,4 @@
-"""app.core.model_contract: the ONNX metadata contract, read without torch."""
+"""app.core.inference.contract: the ONNX metadata contract, read without torch."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from app.core.model_contract import InvalidModel, ModelInfo, ModelSpec, read_spec
+from app.core.inference.contract import InvalidModel, ModelInfo, ModelSpec, read_spec
 
 # What model/metadata.py's build_metadata writes for the reference preprocessing.
 CONTRACT = {

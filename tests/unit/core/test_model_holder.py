@@ -1,4 +1,4 @@
-"""app.core.model_holder: load once, 503-able failures, retry after a back-off, never wedged.
+"""app.core.inference.holder: load once, 503-able failures, retry after a back-off, never wedged.
 
 The loader is the composition root's (``app.runtime.build_holder``) over real files,
 counted by wrapping ``app.runtime.fetch_model`` (the real fetch still runs).
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app import runtime
-from app.core.model_holder import ModelHolder, ModelNotReady
+from app.core.inference.holder import ModelHolder, ModelNotReady
 from app.core.settings import Settings
 from app.runtime import build_holder, load_segmenter
 

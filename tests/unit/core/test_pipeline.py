@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from app.core import pipeline
-from app.core.imaging import CorruptImage, DecodeLimits, ImageTooLarge
+from app.core.decoding.imaging import CorruptImage, DecodeLimits, ImageTooLarge
+from app.core.inference.segmenter import Segmenter
 from app.core.options import RenderOptions
+from app.core.output.summary import BoundingBox, Summary
 from app.core.pipeline import render
-from app.core.segmenter import Segmenter
-from app.core.summary import BoundingBox, Summary
 from app.core.timing import Stopwatch
 from tests.samples import DISPLAY_P3_ICC, avif, exif_with, heic, oriented
 from tests.support import PNG_SIGNATURE, encode, expected_overlay, noise
@@ -215,7 +215,7 @@ def test_the_overlay_of_a_display_p3_heic_tints_its_own_pixels(tiny: Segmenter) 
     assert np.array_equal(decoded(overlay.body), expected_overlay(np.asarray(image), mask, (0, 200, 255), 0.4))
 
 
-# --- the model's view of a JPEG (app.core.imaging.decode_for_model): decoded at a reduced scale, masks at full size
+# --- the model's view of a JPEG (app.core.decoding.imaging.decode_for_model): a reduced scale, masks at full size
 
 @pytest.mark.parametrize(
     ("fmt", "size", "view_size"),
@@ -227,7 +227,7 @@ def test_the_overlay_of_a_display_p3_heic_tints_its_own_pixels(tiny: Segmenter) 
 )
 def test_a_jpeg_is_decoded_for_the_model_at_a_reduced_scale(fmt: str, size: tuple[int, int],
                                                             view_size: tuple[int, int]) -> None:
-    from app.core.imaging import decode_for_model
+    from app.core.decoding.imaging import decode_for_model
 
     data = encode(noise(*size, seed=3), fmt)
     decoded = decode_for_model(data, LIMITS, (128, 128), full_size=False)
@@ -237,7 +237,7 @@ def test_a_jpeg_is_decoded_for_the_model_at_a_reduced_scale(fmt: str, size: tupl
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_the_full_size_of_a_reduced_jpeg_is_upright(orientation: int) -> None:
-    from app.core.imaging import decode_for_model
+    from app.core.decoding.imaging import decode_for_model
 
     image = noise(1200, 700, seed=4)
     data = encode(image, "JPEG", exif=exif_with({0x0112: orientation}))
@@ -255,3 +255,16 @@ def test_every_output_of_a_jpeg_carries_the_same_mask(tiny: Segmenter) -> None:
     assert np.array_equal(decoded(beside.body) == 255, alone) and alone.shape == (640, 1024)
     full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     assert np.array_equal(decoded(overlay.body), expected_overlay(full, alone, (0, 200, 255), 0.4))
+
+
+def test_a_jpegs_orientation_is_read_once_for_the_view_the_full_image_and_the_mask(
+        tiny: Segmenter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow caches a half-read EXIF after a failed read (getexif marks it loaded first), so a second read can
+    disagree with the first: sizes from two reads once gave a mask the overlay's shape refused (a 500)."""
+    from app.core.decoding import imaging
+
+    readings = iter([6, 1, 1, 1, 1, 1])
+    monkeypatch.setattr(imaging, "exif_orientation", lambda image: next(readings))
+    rendered = render(tiny, encode(noise(1024, 640, seed=7), "JPEG"), LIMITS, OPTIONS, also=("mask",))
+    overlay, mask = (decoded(output.body) for output in rendered.outputs)
+    assert overlay.shape[:2] == mask.shape == (1024, 640)

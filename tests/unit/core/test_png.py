@@ -1,4 +1,4 @@
-"""app.core.png.encode_png: valid PNG files that decode pixel-exact, for every mode and awkward size."""
+"""app.core.output.png.encode_png: valid PNG files that decode pixel-exact, for every mode and awkward size."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.png import PNG_SIGNATURE, STRIPE_ROWS, encode_png
+from app.core.output.png import PNG_SIGNATURE, STRIPE_ROWS, encode_png
 
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 

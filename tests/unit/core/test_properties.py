@@ -25,14 +25,14 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 from pydantic import ValidationError
 
-from app.core.encoding import mask_rle
-from app.core.imaging import DecodeLimits, ImageRejected, decode_image
-from app.core.model_holder import ModelHolder
+from app.core.decoding.imaging import DecodeLimits, ImageRejected, decode_image
+from app.core.inference.holder import ModelHolder
 from app.core.naming import MAX_NAME_BYTES, sanitise_filename
 from app.core.options import COLOR_PATTERN, Output, RenderOptions, format_color, parse_color
+from app.core.output.encoding import mask_rle
+from app.core.output.summary import Summary
 from app.core.pipeline import render
 from app.core.settings import Settings
-from app.core.summary import Summary
 from app.http.factory import create_app
 from app.http.negotiation import negotiate_format
 from app.http.work_queue import WorkQueue

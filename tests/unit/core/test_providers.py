@@ -1,4 +1,4 @@
-"""app.core.providers: the preference list against this build's providers, and a table of lists -> choice."""
+"""app.core.inference.providers: the preference list against this build's providers, and a table of lists -> choice."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from app.core.model_holder import ModelNotReady
-from app.core.providers import CudaOptions, NoProviderAvailable, choose, parse_preference, with_options
+from app.core.inference.holder import ModelNotReady
+from app.core.inference.providers import CudaOptions, NoProviderAvailable, choose, parse_preference, with_options
 from app.core.settings import Settings
 from app.runtime import build_holder
 
@@ -51,7 +51,7 @@ def test_preference_against_a_build(
 
 
 def test_skipped_providers_are_named_in_one_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="app.core.providers"):
+    with caplog.at_level(logging.WARNING, logger="app.core.inference.providers"):
         choose(("cuda", "tensorrt", "cpu"), [CPU])
     [record] = caplog.records
     assert (record.message, vars(record)["skipped"], vars(record)["available"]) == (

@@ -1,4 +1,4 @@
-"""app.core.segmenter: preprocessing identical to training, mask geometry, thresholds, metadata, threads."""
+"""app.core.inference.segmenter: preprocessing identical to training, mask geometry, thresholds, metadata, threads."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image, ImageCms
 
-from app.core.cpus import usable_cpus
-from app.core.model_contract import InvalidModel
-from app.core.segmenter import Segmenter, open_session, sigmoid, upsample_mask
+from app.core.inference.contract import InvalidModel
+from app.core.inference.segmenter import Segmenter, open_session, sigmoid, upsample_mask
+from app.core.resources.cpus import usable_cpus
 from tests.samples import DISPLAY_P3_ICC
 from tests.support import noise
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.core import memory_limit
 from app.core import settings as settings_module
+from app.core.resources import memory_limit
 from app.core.settings import Settings, default_model_uri, get_settings
 from tests.support import REPO
 
@@ -44,7 +44,7 @@ def test_defaults(clean_env: pytest.MonkeyPatch, name: str, expected: object) ->
 
 def test_the_memory_budget_defaults_to_what_the_process_may_use(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.delenv("MEMORY_BUDGET_MB", raising=False)
-    # The limit itself (cgroup, Lambda, physical) has app.core.memory_limit's own tests.
+    # The limit itself (cgroup, Lambda, physical) has app.core.resources.memory_limit's own tests.
     clean_env.setattr(memory_limit, "memory_limit_bytes", lambda: 1_234_567_890)
     assert Settings().MEMORY_BUDGET_MB == 1234
 

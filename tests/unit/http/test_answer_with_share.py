@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.core.budget import MemoryBudget, Share
+from app.core.resources.budget import MemoryBudget, Share
 from app.http.routes import AnswerWithShare
 
 MB = 1_000_000

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from app.core.imaging import MEDIA_TYPES
-from app.core.model_contract import ModelInfo
+from app.core.decoding.imaging import MEDIA_TYPES
+from app.core.inference.contract import ModelInfo
 from app.core.options import ImageFormat, Output, RenderOptions
 from app.http.schemas import Health, PredictOptions, UploadContentType, UploadOptions
 

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app.core.budget import Estimate, MemoryBudget, OverBudget
-from app.core.cpus import usable_cpus
-from app.core.imaging import Header
+from app.core.decoding.imaging import Header
+from app.core.resources.budget import Estimate, MemoryBudget, OverBudget
+from app.core.resources.cpus import usable_cpus
 from app.core.settings import Settings
 from app.http.work_queue import QueueFull, WorkQueue
 

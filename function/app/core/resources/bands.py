@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from app.core.cpus import usable_cpus
+from app.core.resources.cpus import usable_cpus
 
 Result = TypeVar("Result")
 MAX_BAND_ROWS = 256  # a band's working set: ~3 MB of a 4000-pixel-wide RGB image, cache-sized

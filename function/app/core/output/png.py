@@ -29,7 +29,7 @@ docs/benchmarks.md has the reasons for the rest: fpng is faster at 1080p but an
 alpha, single-release wrapper without greyscale; imagecodecs is a 28 MB wheel. The
 "2 stripes in 2 threads" row deflated each half in a thread after filtering the whole
 image in one; here each band is filtered *and* deflated in its thread
-(``app.core.bands``, one band per core's share, joined as pigz joins them), and
+(``app.core.resources.bands``, one band per core's share, joined as pigz joins them), and
 ``make bench`` measures the encode stage against ISA-L's single call on the same bytes
 (docs/benchmarks.md, "stage floors"). With one usable CPU it runs as one stream did.
 
@@ -52,7 +52,7 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
-from app.core.bands import map_bands
+from app.core.resources.bands import map_bands
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPES = {"L": 0, "RGB": 2, "RGBA": 6}  # PNG spec 11.2.2: greyscale, truecolour, truecolour+alpha
@@ -95,7 +95,7 @@ def _deflate_up_filtered(image: Image.Image) -> Iterator[bytes]:
     """One zlib stream of Up-filtered scanlines, each prefixed by its filter byte (PNG spec 7.3), in pieces.
 
     As pigz does (https://zlib.net/pigz/pigz.pdf, "independent blocks"): each band of rows is filtered and
-    deflated on its own, on the usable CPUs (``app.core.bands``), as raw deflate ended by a sync flush (an
+    deflated on its own, on the usable CPUs (``app.core.resources.bands``), as raw deflate ended by a sync flush (an
     empty stored block, byte-aligned) so the pieces join into one valid stream; the last band ends it. The
     zlib wrapper (RFC 1950) is written here: a header, and the Adler-32 of all the filtered bytes combined
     from each band's. A band starts with an empty history, which costs <0.1% in size at these band sizes.

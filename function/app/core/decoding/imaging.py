@@ -4,17 +4,17 @@
 
 1. the byte size (``ImageTooLarge``, 413);
 2. the format, from the header, against ``ALLOWED_FORMATS`` (JPEG, PNG, WebP, GIF,
-   BMP, TIFF, HEIF, AVIF; HEIF and AVIF by their ``ftyp`` brands, ``app.core.heif``).
+   BMP, TIFF, HEIF, AVIF; HEIF and AVIF by their ``ftyp`` brands, ``app.core.decoding.heif``).
    Only those Pillow plugins ever parse the bytes: the others (PSD, FLI, DDS, EPS, ...)
    are attack surface with no use here (``UnsupportedFormat``, 415);
 3. the pixel count the header declares (``ImageTooLarge``, 413): for HEIF and AVIF the
    container's ``ispe``, read before any tile is decoded; for GIF the canvas grown to the
-   first frame's extent, read before Pillow opens the file, which allocates it (``app.core.gif``);
+   first frame's extent, read before Pillow opens the file, which allocates it (``app.core.decoding.gif``);
 
 ``read_header`` runs these three checks alone and returns what they read (format, size; what
-``app.core.budget`` estimates a request's memory from). ``decode_image`` then decodes the
+``app.core.resources.budget`` estimates a request's memory from). ``decode_image`` then decodes the
 first frame (HEIF: the primary image), applies the orientation (EXIF;
-HEIF and AVIF: their ``irot``/``imir``, once, ``app.core.heif``) and converts to RGB:
+HEIF and AVIF: their ``irot``/``imir``, once, ``app.core.decoding.heif``) and converts to RGB:
 
 - transparency (alpha channels, palette or single-colour ``tRNS`` transparency) is
   composited over white, as a viewer on a white page shows the image;
@@ -24,7 +24,7 @@ HEIF and AVIF: their ``irot``/``imir``, once, ``app.core.heif``) and converts to
 - CMYK, YCbCr, 1-bit and palette images convert with Pillow's conversions.
 
 The decoded image's ``info`` holds one entry at most: ``icc_profile``, the input's RGB
-ICC profile (``app.core.colour.rgb_profile``); the rest described the file, not these
+ICC profile (``app.core.decoding.colour.rgb_profile``); the rest described the file, not these
 pixels. Anything Pillow raises while decoding becomes ``CorruptImage`` (400), or
 ``ImageTooLarge`` for memory exhaustion. Every rejection carries ``status_code``, its
 ``reason`` (what is wrong with the file) and a ``remedy`` (what to send instead), which an
@@ -43,9 +43,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from app.core.colour import rgb_profile
-from app.core.gif import gif_canvas
-from app.core.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
+from app.core.decoding.colour import rgb_profile
+from app.core.decoding.gif import gif_canvas
+from app.core.decoding.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")  # Pillow's plugin names
 ACCEPTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
@@ -222,9 +222,13 @@ def decode_for_model(source: bytes | BinaryIO, limits: DecodeLimits, view_size: 
     if not draft_for_model(image, view_size):
         decoded = _decoded(image)
         return Decoded(decoded, decoded.size, decoded if full_size else None)
-    view = _decoded(image)
-    full = _decoded(_open_checked(Upload.of(source), limits)) if full_size else None  # Upload.of rewinds a file
-    return Decoded(view, upright_size(size, exif_orientation(image)), full)
+    orientation = exif_orientation(image)  # a JPEG's EXIF is read with its header: once, for both decodes
+    view = _decoded(image, orientation)
+    full = _decoded(_open_checked(Upload.of(source), limits), orientation) if full_size else None  # Upload.of rewinds
+    upright = upright_size(size, orientation)
+    if full is not None and full.size != upright:
+        raise CorruptImage(f"the image decoded at {full.size}, its header says {upright}", "send a valid image")
+    return Decoded(view, upright, full)
 
 
 def draft_for_model(image: Image.Image, view_size: tuple[int, int]) -> bool:
@@ -246,11 +250,12 @@ def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in ORIENTATION_SWAPS else size
 
 
-def _decoded(image: ImageFile.ImageFile) -> Image.Image:
-    """An opened image decoded, converted to RGB and made upright, its RGB profile its only ``info``."""
+def _decoded(image: ImageFile.ImageFile, orientation: int | None = None) -> Image.Image:
+    """An opened image decoded, converted to RGB and made upright (``orientation``, or its EXIF's read after
+    decoding: a PNG may store it after the pixels), its RGB profile its only ``info``."""
     with _rejecting_decode_errors():
         image.load()
-        orientation = exif_orientation(image)
+        orientation = exif_orientation(image) if orientation is None else orientation
         profile = rgb_profile(image)
         decoded = upright(to_rgb(image), orientation)
     decoded.info = {"icc_profile": profile} if profile else {}
@@ -298,8 +303,8 @@ def _open_allowed(upload: Upload) -> ImageFile.ImageFile:
 
 
 def _gif_canvas(upload: Upload) -> tuple[int, int] | None:
-    """A GIF's canvas (``app.core.gif``), None for other files. Its first frame may follow any amount of extension
-    data, so a GIF is read whole here (within the byte limit, checked before), the stream rewound."""
+    """A GIF's canvas (``app.core.decoding.gif``), None for other files. Its first frame may follow any amount of
+    extension data, so a GIF is read whole here (within the byte limit, checked before), the stream rewound."""
     if gif_canvas(upload.head) is None:
         return None
     canvas = gif_canvas(upload.stream.read())
@@ -308,7 +313,8 @@ def _gif_canvas(upload: Upload) -> tuple[int, int] | None:
 
 
 def _through_meta(upload: Upload) -> bytes:
-    """A HEIF file's bytes up to the end of its ``meta`` box (``app.core.heif.meta_end``), the stream rewound."""
+    """A HEIF file's bytes up to the end of its ``meta`` box (``app.core.decoding.heif.meta_end``), the stream
+    rewound."""
     end = meta_end(upload.head)
     data = upload.stream.read(upload.size if end is None else min(end, upload.size))
     upload.stream.seek(0)

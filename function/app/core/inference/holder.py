@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from app.core.segmenter import Segmenter
+from app.core.inference.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The memory budget: what a request will cost, read from its header, and whether the process has room for it.
 
-A request's estimate (``estimate``) is the pixel count its header declares (``app.core.imaging.read_header``:
+A request's estimate (``estimate``) is the pixel count its header declares (``app.core.decoding.imaging.read_header``:
 nothing decoded yet) times ``BYTES_PER_PIXEL`` for its format, plus ``REQUEST_BYTES`` (24 MB). Requests share
 ``MEMORY_BUDGET_MB`` less what the process already holds: its resident memory when the budget is built (the
 model loaded) and ``INFERENCE_BYTES`` per worker (``MemoryBudget.for_process``).
@@ -12,7 +12,7 @@ room there is can never be granted: ``check`` refuses it (``OverBudget``, 413) b
 granted ``Share`` goes back when its last holder lets go: the bytes per pixel were measured until the
 answer was sent, so the answer holds it too (the encoded result, and the server's copies of it in flight).
 
-``MEMORY_BUDGET_MB``'s default is the memory this process may use (``app.core.memory_limit``).
+``MEMORY_BUDGET_MB``'s default is the memory this process may use (``app.core.resources.memory_limit``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from app.core.imaging import Header, ImageTooLarge
-from app.core.memory_limit import MB, resident_bytes
+from app.core.decoding.imaging import Header, ImageTooLarge
+from app.core.resources.memory_limit import MB, resident_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from app.core.cpus import CGROUP_ROOT, read_text
+from app.core.resources.cpus import CGROUP_ROOT, read_text
 
 MB = 1_000_000  # the benchmarks' MB (bench.memory): MEMORY_BUDGET_MB=600 and a 650 MB peak compare directly
 MIB = 1 << 20

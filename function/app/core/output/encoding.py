@@ -1,6 +1,6 @@
 """Encoding a result into the bytes a caller receives: PNG, JPEG or WebP pictures, or a JSON document.
 
-PNG goes through ``app.core.png`` (lossless, and faster than Pillow's encoder);
+PNG goes through ``app.core.output.png`` (lossless, and faster than Pillow's encoder);
 JPEG and WebP through Pillow at the options' quality. Sizes and times per format at
 1080p, 12 MP and 48 MP are in docs/benchmarks.md ("Output formats"): a lossy format
 is what keeps a phone photo's result inside Lambda's ~4.4 MB response. The JSON
@@ -8,7 +8,7 @@ document carries the mask as COCO's compressed run-length encoding, made by
 pycocotools itself (``pycocotools.mask.decode`` gives the mask back exactly).
 
 A colour picture carries its ICC profile in ``info["icc_profile"]`` (the decoded image's,
-``app.core.colour``; the overlay and the cutout are drawn into that image): every format
+``app.core.decoding.colour``; the overlay and the cutout are drawn into that image): every format
 embeds it, so a viewer shows the input's colours. The mask is levels, not colours: none.
 """
 
@@ -23,11 +23,11 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from app.core.imaging import ImageRejected
-from app.core.model_contract import ModelInfo
+from app.core.decoding.imaging import ImageRejected
+from app.core.inference.contract import ModelInfo
 from app.core.options import ImageFormat
-from app.core.png import encode_png
-from app.core.summary import Summary
+from app.core.output.png import encode_png
+from app.core.output.summary import Summary
 
 MEDIA_TYPES: dict[ImageFormat, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 SUFFIXES: dict[ImageFormat, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
@@ -56,7 +56,7 @@ class UnencodableResult(ImageRejected):
 class Encoded:
     """One output's bytes, what they are (``media_type``) and the file suffix they are stored under.
 
-    ``body`` is a ``bytearray`` for PNG (built in place, never copied: ``app.core.png``); a caller that needs
+    ``body`` is a ``bytearray`` for PNG (built in place, never copied: ``app.core.output.png``); a caller that needs
     ``bytes``-only APIs wraps it in ``memoryview`` (no copy) rather than ``bytes()`` (a copy).
     """
 

@@ -3,7 +3,7 @@
 Phones tag their photos with a profile (Display P3 on iPhones). The decoded image keeps
 its input's profile in ``info["icc_profile"]`` (Pillow's own key) when it describes RGB
 pixels and littlecms can read it (``rgb_profile``); the overlay and the cutout, drawn
-into that image, embed it (``app.core.encoding``), so a viewer shows the original's
+into that image, embed it (``app.core.output.encoding``), so a viewer shows the original's
 colours under the tint. A grey, CMYK or unreadable profile is dropped: the pixels are
 then read as sRGB, as before.
 

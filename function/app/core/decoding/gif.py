@@ -5,7 +5,7 @@ PIL/GifImagePlugin.py, Pillow 13): it grows the canvas to that frame's extent (l
 top + height, each up to 65535 + 65535) and, when the frame's disposal method is 2 or 3,
 allocates that extent (``Image.core.fill``). All of this happens before ``image.size`` can be
 checked against a pixel limit, and Pillow's own guard there (the decompression-bomb check) is
-off in ``app.core.imaging``. A 6 KB GIF found by ``make fuzz`` (tests/corpus/fuzz/decode/)
+off in ``app.core.decoding.imaging``. A 6 KB GIF found by ``make fuzz`` (tests/corpus/fuzz/decode/)
 declared a 95283x78109 frame: 2 s and 2.7 GB of RSS inside ``Image.open``.
 
 ``gif_canvas`` walks the blocks as that ``_seek`` does (GIF89a spec, sections 17-23:

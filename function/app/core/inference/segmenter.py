@@ -2,18 +2,18 @@
 
 ``Segmenter(path, sha256)`` builds the session once (per process, never per
 request) and reads input size, normalisation and threshold from the model's
-metadata (``app.core.model_contract``). ``segment(image)`` returns a ``Prediction``:
+metadata (``app.core.inference.contract``). ``segment(image)`` returns a ``Prediction``:
 the boolean HxW mask at the image's own size and the milliseconds of each stage:
 
 - ``resize``: Pillow BILINEAR to the model's size, then to sRGB when the image carries
-  another ICC profile (``app.core.colour``: the model was trained on sRGB; converting the
+  another ICC profile (``app.core.decoding.colour``: the model was trained on sRGB; converting the
   small image, not the full one, costs ~1 ms), and ``(pixel * scale - mean) / std`` in
   float32, exactly as ``model.preprocessing.Preprocessing`` does in training;
 - ``infer``: onnxruntime;
 - ``upsample``: sigmoid, then the probabilities resized (Pillow BILINEAR on a float
   "F" image) to the original size and thresholded there, for clean edges.
 
-Threads: intra-op = the CPUs the process may use (``app.core.cpus``), inter-op = 1, and
+Threads: intra-op = the CPUs the process may use (``app.core.resources.cpus``), inter-op = 1, and
 no spinning, so an idle server does not burn CPU between requests
 (https://onnxruntime.ai/docs/performance/tune-performance/threading.html).
 ``run`` is thread-safe; concurrent requests share the one session.
@@ -30,11 +30,11 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from app.core.bands import map_bands
-from app.core.colour import rgb_profile, to_srgb
-from app.core.cpus import usable_cpus
-from app.core.memory import trim_heap
-from app.core.model_contract import InvalidModel, ModelInfo, ModelSpec, read_spec
+from app.core.decoding.colour import rgb_profile, to_srgb
+from app.core.inference.contract import InvalidModel, ModelInfo, ModelSpec, read_spec
+from app.core.resources.bands import map_bands
+from app.core.resources.cpus import usable_cpus
+from app.core.resources.memory import trim_heap
 from app.core.timing import Stopwatch
 
 OUTPUT_NAME = "logits"  # the contract's output; the first output if a file names it otherwise
@@ -53,8 +53,8 @@ CPU_ONLY: tuple[tuple[str, dict[str, Any]], ...] = (("CPUExecutionProvider", {})
 
 def open_session(path: Path, threads: int, providers: Sequence[tuple[str, dict[str, Any]]] = CPU_ONLY
                  ) -> ort.InferenceSession:
-    """A session on ``providers`` (``app.core.providers``) with the CPU's threads explicit, no spinning between
-    requests, and no memory pattern.
+    """A session on ``providers`` (``app.core.inference.providers``) with the CPU's threads explicit, no spinning
+    between requests, and no memory pattern.
 
     The memory pattern (on by default) plans one block per input shape and keeps it on
     top of the arena; turning it off took ~75 MB off the served peak at the same speed
@@ -108,7 +108,8 @@ class Segmenter:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        """The model's input (width, height): what a decoder may reduce an image towards (``app.core.imaging``)."""
+        """The model's input (width, height): what a decoder may reduce an image towards
+        (``app.core.decoding.imaging``)."""
         return self.spec.input_width, self.spec.input_height
 
     def segment(self, image: Image.Image, threshold: float | None = None,
@@ -153,7 +154,7 @@ def upsample_mask(logits: np.ndarray, size: tuple[int, int], threshold: float) -
 def upsample_probabilities(probabilities: np.ndarray, size: tuple[int, int], threshold: float) -> np.ndarray:
     """HxW float32 probabilities -> boolean mask at ``size``, as ``upsample_mask`` (offline scoring uses it too).
 
-    The bands run on the usable CPUs (``app.core.bands``), each writing its own rows of the mask.
+    The bands run on the usable CPUs (``app.core.resources.bands``), each writing its own rows of the mask.
     """
     source = Image.fromarray(np.ascontiguousarray(probabilities, dtype=np.float32))
     width, height = size

@@ -4,7 +4,7 @@ Which of the two a file is comes from the brands of its ``ftyp`` box (ISO/IEC 14
 section 4.3: the major brand, then the compatible ones), never from its name: AVIF if
 any brand is ``avif``/``avis``, else HEIF if any is ``heic``/``heix``/``mif1``/``msf1``.
 ``mif1`` alone says "some HEIF image" and AVIF files list it too, hence AVIF first.
-``app.core.imaging`` then lets that one plugin parse the bytes.
+``app.core.decoding.imaging`` then lets that one plugin parse the bytes.
 
 Decoders, registered once at import:
 
@@ -29,7 +29,7 @@ import struct
 import pi_heif
 from PIL import AvifImagePlugin
 
-from app.core.cpus import usable_cpus
+from app.core.resources.cpus import usable_cpus
 
 AVIF_BRANDS = frozenset({"avif", "avis"})
 HEIF_BRANDS = frozenset({"heic", "heix", "mif1", "msf1"})

@@ -42,7 +42,7 @@ def blend_in_place(image: Image.Image, mask: np.ndarray, color: Color, alpha: fl
 
 def _check_blend_inputs(image: Image.Image, mask: np.ndarray, color: Color, alpha: float) -> None:
     if image.mode != "RGB":
-        raise ValueError(f"blend needs an RGB image, got mode {image.mode}: decode with app.core.imaging first")
+        raise ValueError(f"blend needs an RGB image, got mode {image.mode}: decode with app.core.decoding first")
     if mask.shape != (image.height, image.width):
         raise ValueError(f"mask shape {mask.shape} does not match the image's {(image.height, image.width)}")
     if not 0.0 <= alpha <= 1.0:
