@@ -5,7 +5,7 @@
     python -m bench.budget --requests 3 --megapixels 12 --no-write     # a quicker look
 
 1. Basis: a fresh uvicorn (the served default model); its RSS when ready, after one small request, after two
-   at once: what ``app.core.budget.INFERENCE_BYTES`` charges per worker; then what a 12 MP JPEG costs
+   at once: what ``app.core.resources.budget.INFERENCE_BYTES`` charges per worker; then what a 12 MP JPEG costs
    beyond its pixels at ``BYTES_PER_PIXEL``: what ``REQUEST_BYTES`` charges per request.
 2. Bursts: for a photo-like image (``bench.photo``) of ``--megapixels`` saved as JPEG q90 and as TIFF LZW, a
    fresh uvicorn with ``MEMORY_BUDGET_MB=600`` and one with no budget of ours (the default: this machine's
@@ -27,8 +27,8 @@ from typing import Any
 
 import requests
 
-from app.core.budget import BYTES_PER_PIXEL
-from app.core.memory_limit import MB
+from app.core.resources.budget import BYTES_PER_PIXEL
+from app.core.resources.memory_limit import MB
 from bench import REPO
 from bench.bytes_per_pixel import encoders, photo
 from bench.memory import reset_peak, vmhwm_mb, vmrss_mb
@@ -103,7 +103,7 @@ def burst(name: str, data: bytes, count: int, budget_mb: int | None) -> dict[str
 
 
 def logged_capacity_mb(log: Path) -> int | None:
-    """The MB the server's budget left for requests, from its "memory budget" log line (app.core.budget)."""
+    """The MB the server's budget left for requests, from its "memory budget" log line (app.core.resources.budget)."""
     for line in log.read_text().splitlines():
         if '"memory budget"' in line:
             return int(json.loads(line)["requests_mb"])
@@ -154,7 +154,8 @@ def markdown(results: dict[str, Any]) -> str:
     met = "met" if goal["met"] else "**missed**"
     lines += ["", f"Goal, with the budget: every answer 200 or 429 and peak RSS <= {goal['limit_mb']} MB: {met} "
               f"(worst peak {goal['worst_peak_mb']:.0f} MB; all 200 or 429: {goal['all_200_or_429']}).", "",
-              f"Basis of `app.core.budget`'s constants: RSS of a fresh server when ready {base['ready_mb']:.0f} MB, "
+              f"Basis of `app.core.resources.budget`'s constants: RSS of a fresh server when ready "
+              f"{base['ready_mb']:.0f} MB, "
               f"after one 256x256 request {base['after_one_mb']:.0f} MB, after two at once "
               f"{base['after_two_at_once_mb']:.0f} MB (`INFERENCE_BYTES`, per worker); a 12 MP JPEG's peak over "
               f"the server's RSS less its pixels at `BYTES_PER_PIXEL` {base['request_overhead_mb']:.1f} MB "

@@ -4,7 +4,7 @@ photo-like JPEG upload of up to 4.4 MB gets a JPEG or WebP result that fits Lamb
     python -m bench.formats                  # -> bench/formats.json and docs/benchmarks.md, "Output formats"
     python -m bench.formats --rounds 3
 
-Encoders are ``app.core.encoding.encode_picture`` (what the service runs), timed on
+Encoders are ``app.core.output.encoding.encode_picture`` (what the service runs), timed on
 the same photo-like overlay (``bench.photo``) round-robin, median of ``--rounds``.
 The upload check runs the whole pipeline (bundled model) on JPEGs made to sit just
 under 4.4 MB at several camera qualities: the largest frame each quality fits.
@@ -20,9 +20,9 @@ import statistics
 from functools import partial
 from typing import Any
 
-from app.core.encoding import encode_picture
-from app.core.imaging import DecodeLimits
+from app.core.decoding.imaging import DecodeLimits
 from app.core.options import ImageFormat, RenderOptions
+from app.core.output.encoding import encode_picture
 from app.core.pipeline import render
 from app.core.settings import Settings
 from app.runtime import load_segmenter

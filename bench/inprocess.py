@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.imaging import DecodeLimits
+from app.core.decoding.imaging import DecodeLimits
+from app.core.inference.segmenter import Segmenter, open_session
 from app.core.options import RenderOptions
 from app.core.pipeline import Rendered, render
-from app.core.segmenter import Segmenter, open_session
 from app.core.settings import Settings
 from app.runtime import load_segmenter
 

@@ -37,7 +37,7 @@ import psutil
 import requests
 from PIL import Image
 
-from app.core.cpus import usable_cpus
+from app.core.resources.cpus import usable_cpus
 from bench import REPO
 from bench.memory import vmhwm_mb
 from bench.photo import photo_jpeg

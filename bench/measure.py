@@ -7,7 +7,7 @@ import platform
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 
 from bench import REPO
@@ -29,14 +29,26 @@ def interleaved(first: Callable[[], object], second: Callable[[], object], round
     A ratio of two medians taken minutes apart on a noisy machine mostly measures the
     noise; alternating the two makes every slow spell land on both.
     """
+    timed = interleaved_many({"first": first, "second": second}, rounds, warmup)
+    return timed["first"], timed["second"]
+
+
+def interleaved_many(works: Mapping[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, list[float]]:
+    """``rounds`` timings of each of ``works``, one of each per round in their order, after ``warmup`` untimed
+    rounds: the ratio of any two medians is then taken over the same rounds, as ``interleaved``'s."""
     for _ in range(warmup):
-        first()
-        second()
-    a, b = [], []
+        for work in works.values():
+            work()
+    timed: dict[str, list[float]] = {name: [] for name in works}
     for _ in range(rounds):
-        a.append(time_ms(first))
-        b.append(time_ms(second))
-    return a, b
+        for name, work in works.items():
+            timed[name].append(time_ms(work))
+    return timed
+
+
+def paired_median(first: list[float], second: list[float]) -> float:
+    """The median of ``first - second`` round by round: a difference that shares each round's noise."""
+    return statistics.median(a - b for a, b in zip(first, second, strict=True))
 
 
 def summary(samples: list[float]) -> dict[str, float]:

@@ -3,13 +3,13 @@
     python -m bench.phone_photos               # -> the log (markdown), pasted into docs/benchmarks.md
     python -m bench.phone_photos --rounds 3
 
-1. Decode: ``app.core.imaging.decode_image`` (what the service runs: limits, decode,
+1. Decode: ``app.core.decoding.imaging.decode_image`` (what the service runs: limits, decode,
    orientation, RGB) on one photo-like 12 MP frame (``bench.photo``) saved as a phone
    would: JPEG quality 90, HEIC quality 65 (about the JPEG's size) in 512x512 tiles as
    an iPhone writes it (pillow-heif, x265), AVIF quality 75 (Pillow, libaom). Medians, round-robin, with the
    decoders' threads at the usable CPUs and at 1 (Lambda below 1769 MB has one vCPU); and
    how much a fresh process's peak RSS grows while each decodes.
-2. sRGB: a Display P3 profile (``tests.samples``) through ``app.core.colour``: building
+2. sRGB: a Display P3 profile (``tests.samples``) through ``app.core.decoding.colour``: building
    the transform, converting the 12 MP frame, converting the model-size frame the
    segmenter converts; and how far the bundled model's mask moves when converting after
    the resize (what the segmenter does) or not at all, against converting first.
@@ -34,9 +34,9 @@ import pi_heif
 import pillow_heif
 from PIL import AvifImagePlugin, Image
 
-from app.core import colour
-from app.core.cpus import usable_cpus
-from app.core.imaging import DecodeLimits, decode_image
+from app.core.decoding import colour
+from app.core.decoding.imaging import DecodeLimits, decode_image
+from app.core.resources.cpus import usable_cpus
 from app.core.settings import Settings
 from app.runtime import load_segmenter
 from bench import REPO
@@ -54,7 +54,7 @@ AVIF_QUALITY, AVIF_SPEED = 75, 8  # Pillow's default quality; speed only changes
 DECODE_CHILD = """
 import os, sys
 from pathlib import Path
-from app.core.imaging import DecodeLimits, decode_image
+from app.core.decoding.imaging import DecodeLimits, decode_image
 from bench.memory import vmhwm_mb
 data = Path(sys.argv[1]).read_bytes()
 before = vmhwm_mb(os.getpid())

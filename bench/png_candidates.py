@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.core.png import encode_png
+from app.core.output.png import encode_png
 from bench.photo import photo_overlay
 
 Encoder = Callable[[Image.Image], bytes]
@@ -48,7 +48,7 @@ def pillow(level: int) -> Encoder:
 
 
 def up_filtered(image: Image.Image) -> np.ndarray:
-    """All scanlines with PNG's Up filter, whole image at once (app.core.png does it in stripes)."""
+    """All scanlines with PNG's Up filter, whole image at once (app.core.output.png does it in stripes)."""
     rows = np.asarray(image).reshape(image.height, -1)
     out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
     out[:, 0] = 2
@@ -129,7 +129,7 @@ def candidates() -> dict[str, Encoder]:
         "numpy Up + stdlib zlib 1": numpy_up(lambda d: zlib.compress(d, 1)),
         "numpy Up + ISA-L 0": numpy_up(lambda d: importlib.import_module("isal.isal_zlib").compress(d, 0)),
         "numpy Up + ISA-L 2": numpy_up(lambda d: importlib.import_module("isal.isal_zlib").compress(d, 2)),
-        "app.core.png (numpy Up + ISA-L 1, striped)": encode_png,
+        "app.core.output.png (numpy Up + ISA-L 1, striped)": encode_png,
         "numpy Up + ISA-L 1, 2 stripes in 2 threads": striped_up("isal.isal_zlib", 1),
     }
     for name, build in optional_candidates().items():

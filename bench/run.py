@@ -1,22 +1,30 @@
 """The service's benchmark, in one run on one machine: ``make bench`` (= ``python -m bench.run``).
 
-Measures, against issues 3's and 11's goals (``bench.report.GOALS``):
-the served int8 model alone next to the fp32 one (onnxruntime on 1x3x256x256, interleaved);
-end to end with the served model in-process (bytes -> PNG through
-``app.core.pipeline.render``, what POST /predict runs) and over HTTP loopback (a real
-uvicorn subprocess, the seed client's ``requests.post``) for a photo-like 1080p JPEG
-and a 12 MP JPEG, each interleaved round by round with the model alone so their
-ratio survives a noisy machine, and end to end minus the model; the stage breakdown; the
-seed's path (PyTorch eager, ``bench.seed_path``) on the same 1080p image; start to first
-answer and peak RSS of fresh processes; both Lambda functions' cold starts
-(``bench.coldstart``); memory per decoded pixel (``bench.bytes_per_pixel``), after a
-history of large images (``bench.history``) and under MEMORY_BUDGET_MB (``bench.budget``).
-Writes bench/results.json and the numbers section of docs/benchmarks.md. Bounded: fixed
-round counts, loopback only, every subprocess terminated.
+Measures, against issue 22's goals and those of issues 3 and 11 it keeps (``bench.report.GOALS``),
+section by section, each after waiting (bounded) for a quiet machine and with its load recorded
+(``bench.quiet``):
 
-    python -m bench.run                       # everything, ~10 minutes on 2 cores
+- ``models``: the served int8 model alone next to the fp32 one (onnxruntime on 1x3x256x256, interleaved);
+- ``1080p``, ``12MP``: a fresh uvicorn's start to first answer, then ``bench.around``'s interleaved
+  rounds on a photo-like JPEG: the model alone, the whole render in-process
+  (``app.core.pipeline.render``, what POST /predict runs) to a PNG overlay, a JPEG overlay, the mask
+  and the JSON document, the PNG overlay over HTTP loopback (the seed client's ``requests.post``),
+  and each stage's floor (``bench.floors``): ratios to the model, the time around it, HTTP minus
+  in-process, and every stage beside its floor, all from the same rounds;
+- ``children``: fresh processes that import app.main and answer one image (``bench.child``): peak RSS;
+- ``seed``: the seed's path (PyTorch eager, ``bench.seed_path``) on the same 1080p image;
+- ``coldstart``: both Lambda functions' init and first event beside their floors (``bench.coldstart``);
+- 40 MP memory: ``bytes_per_pixel`` per format, ``history``, ``budget`` (MEMORY_BUDGET_MB), and
+  ``corpus`` (``bench.corpus_memory``: PngSuite, the fuzz corpora, 40 MP JPEG, PNG and LZW TIFF).
+
+Writes bench/results.json and the numbers section of docs/benchmarks.md (``--out DIR``: DIR/results.json
+and DIR/benchmarks.md instead). Bounded: fixed round counts, bounded waits, loopback only, every
+subprocess terminated.
+
+    python -m bench.run                       # everything, ~15 minutes on 2 cores (waits included)
     python -m bench.run --rounds-1080p 5      # fewer rounds
-    python -m bench.run --quick               # no fp16 seed run, no 40 MP memory runs
+    python -m bench.run --quick               # no fp16 seed run, no 40 MP memory sections, waits of 10 s at most
+    python -m bench.run --only 1080p coldstart --out /tmp/bench   # some sections, written elsewhere
 """
 
 from __future__ import annotations
@@ -29,24 +37,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from app.core.segmenter import Segmenter
-from bench import REPO, budget, bytes_per_pixel, coldstart, history
-from bench.inprocess import Pipeline, end_to_end, load_pipeline, model_alone
-from bench.measure import interleaved, machine_info, stage_medians, summary
+from app.core.inference.segmenter import Segmenter
+from bench import REPO, around, budget, bytes_per_pixel, coldstart, corpus_memory, history
+from bench.inprocess import Pipeline, load_pipeline, model_alone
+from bench.measure import interleaved, machine_info, summary
 from bench.photo import photo_jpeg
-from bench.report import GOALS, evaluate, markdown, update_docs, write_json
-from bench.server import Server, post_image, server_timing
+from bench.quiet import WAIT_LIMIT_S, Sections
+from bench.report import GOALS, LOADED, evaluate, markdown, update_docs, write_json
+from bench.server import Server, post_image
 
 # Defaults: enough rounds for a stable median on a noisy 2-core machine, few enough for ~2 minutes.
 MODEL = REPO / "model" / "weights" / "unet-int8.onnx"  # the served default (README, Settings.MODEL_URI)
 FP32_MODEL = REPO / "model" / "weights" / "unet.onnx"  # the reference it was quantized from
 IMAGES = {"1080p": (1920, 1080), "12MP": (4000, 3000)}  # a phone's full-resolution photo is 12 MP
 ROUNDS = {"1080p": 25, "12MP": 5}
-WARMUP = 2  # untimed pairs first: onnxruntime and the allocator settle on the first runs
+WARMUP = around.WARMUP
 OUT_DIR = REPO / "bench" / "out"  # git-ignored: the JPEGs, server logs
 RESULTS = REPO / "bench" / "results.json"
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -54,6 +65,10 @@ CHILD_TIMEOUT_S = 300
 COLD_STARTS = 3  # fresh in-process children per image size: a cold start is one noisy sample
 SEED_ROUNDS = 5  # the seed's path, 1080p, after its first render
 SEED_TIMEOUT_S = 600  # fp16 convolutions on a CPU: 52 s a frame on the old service's machine
+QUICK_WAIT_LIMIT_S = 10.0  # --quick: a check that the benchmark runs, not figures to keep
+SECTIONS = ("models", "1080p", "12MP", "children", "seed", "coldstart", "bytes_per_pixel", "history", "budget",
+            "corpus")
+MEMORY_SECTIONS = ("bytes_per_pixel", "history", "budget", "corpus")  # 40 MP images: what --quick leaves out
 logger = logging.getLogger("bench.run")
 
 
@@ -67,49 +82,21 @@ def write_images(out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def measure_inprocess(pipeline: Pipeline, model: Callable[[], object], data: bytes, label: str, rounds: int,
-                      warmup: int = WARMUP) -> dict[str, Any]:
-    """End to end in this process, interleaved with the model alone."""
-    renders = []
-    model_ms, total_ms = interleaved(model, lambda: renders.append(end_to_end(pipeline, data)), rounds, warmup)
-    timed = renders[warmup:]
-    stages = stage_medians([render.timings_ms for render in timed])
-    return _run("in-process", label, total_ms, model_ms, stages, len(timed[0].result.body))
-
-
-def measure_http(model: Callable[[], object], image: Path, label: str, rounds: int) -> tuple[dict, dict]:
-    """A fresh uvicorn: its start to first answer, then warm rounds interleaved with the model, then peak RSS."""
-    stages, sizes = [], []
-
-    def request() -> None:
-        response = post_image(server.url, image)
-        stages.append(server_timing(response))
-        sizes.append(len(response.content))
-
+def measure_size(pipeline: Pipeline, model: Callable[[], object], image: Path, label: str,
+                 rounds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fresh uvicorn: its start to first answer; then ``bench.around``'s interleaved rounds (the model, every
+    output in-process, the PNG overlay over HTTP, the floors); then the server's peak RSS."""
     with Server(MODEL, OUT_DIR / f"server_{label}.log") as server:
         ready_s = server.wait_ready()
         idle_mb = server.peak_rss_mb()
         cold_s, first_request_s = server.first_answer(image)
-        model_ms, total_ms = interleaved(model, request, rounds, WARMUP)
+        measured = around.measure(pipeline, model, MODEL, image.read_bytes(), label, rounds,
+                                  post=partial(post_image, server.url, image))
         peak_mb = server.peak_rss_mb()
-    timed = stages[WARMUP:]
-    breakdown = stage_medians(timed)
-    # What the server's own timings do not cover: multipart parsing, uvicorn, loopback, the client.
-    breakdown["http_other"] = statistics.median(t - sum(s.values()) for t, s in zip(total_ms, timed, strict=True))
     fresh = {"kind": "uvicorn server", "image": label, "start_to_first_answer_s": cold_s, "ready_s": ready_s,
              "first_request_s": first_request_s, "peak_rss_mb": peak_mb, "peak_rss_mb_before_first_request": idle_mb,
-             "requests_served": 1 + WARMUP + rounds}
-    return _run("HTTP loopback", label, total_ms, model_ms, breakdown, sizes[-1]), fresh
-
-
-def _run(path: str, label: str, total_ms: list[float], model_ms: list[float], stages: dict[str, float],
-         png_bytes: int) -> dict[str, Any]:
-    # End to end minus the model: per round, so the pair shares the round's noise.
-    overhead_ms = statistics.median(total - model for total, model in zip(total_ms, model_ms, strict=True))
-    return {"path": path, "image": label, "total_ms": summary(total_ms), "model_ms": summary(model_ms),
-            "ratio_to_model": statistics.median(total_ms) / statistics.median(model_ms), "overhead_ms": overhead_ms,
-            "stages_ms": stages,
-            "png_mb": png_bytes / 1e6, "samples_ms": {"total": total_ms, "model": model_ms}}
+             "requests_served": 1 + around.WARMUP + rounds}
+    return measured, fresh
 
 
 def measure_models(segmenter: Segmenter, rounds: int) -> dict[str, Any]:
@@ -120,12 +107,12 @@ def measure_models(segmenter: Segmenter, rounds: int) -> dict[str, Any]:
             "files": {"int8": MODEL.relative_to(REPO).as_posix(), "fp32": FP32_MODEL.relative_to(REPO).as_posix()}}
 
 
-def measure_seed(image: Path, ours: dict[str, Any], with_fp16: bool) -> dict[str, Any]:
+def measure_seed(image: Path, ours_ms: float, ours_peak_rss_mb: float | None, with_fp16: bool) -> dict[str, Any]:
     """The old service's path on the same image in fresh processes, beside ours in-process (median ms, peak RSS)."""
     fp32 = _seed_child(image, "float32", SEED_ROUNDS)
     renders = fp32["render_ms"][1:]  # the first render warms PyTorch up, as WARMUP does ours
     result = {"fp32_ms": statistics.median(renders), "fp32_peak_rss_mb": fp32["vmhwm_mb"],
-              "ours_ms": ours["total_ms"]["median"], "ours_peak_rss_mb": ours["peak_rss_mb"]}
+              "ours_ms": ours_ms, "ours_peak_rss_mb": ours_peak_rss_mb}
     result["speedup_1080p"] = result["fp32_ms"] / result["ours_ms"]
     if with_fp16:
         fp16 = _seed_child(image, "float16", 0)
@@ -137,22 +124,6 @@ def _seed_child(image: Path, dtype: str, rounds: int) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-m", "bench.seed_path", str(image), "--dtype", dtype, "--rounds",
                            str(rounds)], cwd=REPO, capture_output=True, text=True, timeout=SEED_TIMEOUT_S, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def measure_memory(quick: bool) -> tuple[dict[str, Any], list[str]]:
-    """Bytes per decoded pixel per format at 40 MP, and idle RSS after a history of them: figures and tables."""
-    if quick:
-        return {}, []
-    per_pixel, after_history, admitted = bytes_per_pixel.measure(40.0), history.measure(rounds=3), budget.measure()
-    budgeted = [burst for burst in admitted["bursts"] if burst["budget_mb"] is not None]
-    figures = {"worst_bytes_per_pixel": max(row["bytes_per_pixel"] for row in per_pixel["rows"].values()),
-               "history_growth_pct": 100.0 * after_history["growth"],
-               "budget_worst_peak_mb": admitted["goal"]["worst_peak_mb"],
-               "budget_answers_not_200_or_429": sum(status not in (200, 429) for burst in budgeted
-                                                    for status in burst["statuses"]),
-               "bytes_per_pixel": per_pixel, "history": after_history, "budget": admitted}
-    sections = [bytes_per_pixel.markdown(per_pixel), "", history.markdown(after_history), "", budget.markdown(admitted)]
-    return figures, sections
 
 
 def measure_child(image: Path, label: str) -> dict[str, Any]:
@@ -176,79 +147,196 @@ def _one_child(image: Path) -> dict[str, float]:
             "peak_rss_mb": child["vmhwm_mb"]}
 
 
+@dataclass(frozen=True)
+class Bench:
+    """What every section shares: the loaded pipeline, the model alone, the images, the round counts."""
+
+    pipeline: Pipeline
+    model: Callable[[], object]
+    images: dict[str, Path]
+    rounds: dict[str, int]
+    quick: bool
+    coldstart_processes: int
+
+
+def section_models(bench: Bench, results: dict[str, Any]) -> None:
+    results["model_alone"] = measure_models(bench.pipeline.segmenter, bench.rounds["1080p"])
+
+
+def section_size(label: str, bench: Bench, results: dict[str, Any]) -> None:
+    measured, fresh = measure_size(bench.pipeline, bench.model, bench.images[label], label, bench.rounds[label])
+    runs = measured.pop("runs")
+    for name, run in runs.items():
+        results["end_to_end"][f"{name}_{label}"] = run
+    results["around_model"][label] = {**measured, "outputs": list(runs)}
+    results["fresh_processes"][f"http_{label}"] = fresh
+
+
+def section_children(bench: Bench, results: dict[str, Any]) -> None:
+    for label, path in bench.images.items():
+        results["fresh_processes"][f"inprocess_{label}"] = measure_child(path, label)
+
+
+def section_seed(bench: Bench, results: dict[str, Any]) -> None:
+    ours = results["end_to_end"]["png_1080p"]["total_ms"]["median"]
+    peak = results["fresh_processes"].get("inprocess_1080p", {}).get("peak_rss_mb")
+    results["seed_path"] = measure_seed(bench.images["1080p"], ours, peak, with_fp16=not bench.quick)
+
+
+def section_coldstart(bench: Bench, results: dict[str, Any]) -> None:
+    results["cold_starts"] = coldstart.measure(bench.images["1080p"], bench.coldstart_processes)
+    results["sections"].append(("coldstart", coldstart.markdown(results["cold_starts"])))
+
+
+def section_bytes_per_pixel(bench: Bench, results: dict[str, Any]) -> None:
+    per_pixel = bytes_per_pixel.measure(40.0)
+    results["memory"].update(bytes_per_pixel=per_pixel, bytes_per_pixel_by_format=bytes_per_pixel.by_format(per_pixel))
+    results["sections"].append(("bytes_per_pixel", bytes_per_pixel.markdown(per_pixel)))
+
+
+def section_history(bench: Bench, results: dict[str, Any]) -> None:
+    after_history = history.measure(rounds=3)
+    results["memory"].update(history=after_history, history_growth_pct=100.0 * after_history["growth"])
+    results["sections"].append(("history", history.markdown(after_history)))
+
+
+def section_budget(bench: Bench, results: dict[str, Any]) -> None:
+    admitted = budget.measure()
+    budgeted = [burst for burst in admitted["bursts"] if burst["budget_mb"] is not None]
+    results["memory"].update(budget=admitted, budget_worst_peak_mb=admitted["goal"]["worst_peak_mb"],
+                             budget_answers_not_200_or_429=sum(status not in (200, 429) for burst in budgeted
+                                                               for status in burst["statuses"]))
+    results["sections"].append(("budget", budget.markdown(admitted)))
+
+
+def section_corpus(bench: Bench, results: dict[str, Any]) -> None:
+    report = corpus_memory.measure(list(corpus_memory.CORPORA), OUT_DIR / "corpus_memory")
+    results["memory"].update(corpus=report, corpus_peak_rss_mb=report["peak_rss_mb"])
+    results["sections"].append(("corpus", corpus_memory.markdown(report)))
+
+
+STEPS: dict[str, Callable[[Bench, dict[str, Any]], None]] = {
+    "models": section_models, "1080p": partial(section_size, "1080p"), "12MP": partial(section_size, "12MP"),
+    "children": section_children, "seed": section_seed, "coldstart": section_coldstart,
+    "bytes_per_pixel": section_bytes_per_pixel, "history": section_history, "budget": section_budget,
+    "corpus": section_corpus,
+}
+
+
 def headline(results: dict[str, Any]) -> None:
-    """Derived figures the goals read: model alone, ratios, cold starts, worst peak RSS per image size."""
+    """Derived figures the goals read: ratios, differences, cold starts, worst peak RSS per image size, and the
+    line each goal is measured against (``goal_floors``); then the goals."""
     runs, fresh = results["end_to_end"], results["fresh_processes"]
-    results["model_alone_ms"] = summary([ms for run in runs.values() for ms in run["samples_ms"]["model"]])
     results["ratios"] = {key: run["ratio_to_model"] for key, run in runs.items()}
     results["overhead_ms"] = {key: run["overhead_ms"] for key, run in runs.items()}
-    starts = results["cold_starts"]["functions"]
-    results["cold_start"] = {f"{entry}_{key}": run[key] for entry, run in starts.items()
-                             for key in ("init_s", "init_and_first_event_s")}
+    results["http_minus_inprocess_ms"] = {f"png_{label}": measured["http_minus_inprocess_ms"]
+                                          for label, measured in results["around_model"].items()}
     results["start_to_first_answer_s"] = {key: run["start_to_first_answer_s"] for key, run in fresh.items()}
     results["peak_rss_mb"] = {key: run["peak_rss_mb"] for key, run in fresh.items()}
     for label in IMAGES:
-        worst = max(run["peak_rss_mb"] for run in fresh.values() if run["image"] == label)
-        results["peak_rss_mb"][f"worst_{label}"] = worst
-    measured = [goal for goal in GOALS if goal.path[0] != "memory" or results["memory"]]  # --quick: none
-    results["goals"] = evaluate(results, measured)
+        peaks = [run["peak_rss_mb"] for run in fresh.values() if run["image"] == label]
+        if peaks:
+            results["peak_rss_mb"][f"worst_{label}"] = max(peaks)
+    functions = results.get("cold_starts", {}).get("functions", {})
+    results["cold_start"] = {f"{entry}_{key}": run[key] for entry, run in functions.items()
+                             for key in ("init_s", "floor_init_s", "init_to_floor", "init_and_first_event_s")}
+    results["goal_floors"] = goal_floors(results)
+    results["goals"] = evaluate(results, GOALS)
 
 
-def run_all(rounds: dict[str, int], quick: bool = False) -> dict[str, Any]:
-    """Every measurement, in order; the phases are independent of each other's results."""
+def goal_floors(results: dict[str, Any]) -> dict[str, str]:
+    """What each goal's figure is measured against, in a line: the model alone and the time around it, the
+    in-process render, the cold start's floor, the corpus."""
+    lines: dict[str, str] = {}
+    for key, run in results["end_to_end"].items():
+        if run["path"] == "in-process":
+            lines[key] = (f"model alone {run['model_ms']['median']:.1f} ms; end to end {run['total_ms']['median']:.1f}"
+                          f" ms, {run['overhead_ms']:.1f} ms around the model")
+    for label, measured in results["around_model"].items():
+        if measured["http_minus_inprocess_ms"] is not None:
+            http, png = results["end_to_end"][f"http_png_{label}"], results["end_to_end"][f"png_{label}"]
+            lines[f"http_png_{label}"] = (f"in-process {png['total_ms']['median']:.1f} ms; over HTTP "
+                                          f"{http['total_ms']['median']:.1f} ms")
+    for entry, run in results.get("cold_starts", {}).get("functions", {}).items():
+        lines[f"{entry}_init"] = (f"floor {run['floor_init_s']:.3f} s; init {run['init_s']:.3f} s; init + first event "
+                                  f"{run['init_and_first_event_s']:.3f} s")
+    corpus = results["memory"].get("corpus")
+    if corpus:
+        lines["corpus"] = f"{corpus['files']} files; idle RSS {corpus['idle_rss_before_mb']:.0f} MB before"
+    return lines
+
+
+def run_all(rounds: dict[str, int], sections: tuple[str, ...] = SECTIONS, quick: bool = False,
+            wait_limit_s: float = WAIT_LIMIT_S, coldstart_processes: int = coldstart.PROCESSES) -> dict[str, Any]:
+    """The ``sections``, in SECTIONS' order, each after a wait for a quiet machine (``bench.quiet``)."""
     started = time.perf_counter()
     results: dict[str, Any] = {"command": "make bench", "machine": machine_info(), "rounds": rounds,
-                               "warmup_rounds": WARMUP, "end_to_end": {}, "fresh_processes": {}}
-    # 1. inputs
+                               "warmup_rounds": WARMUP, "wait_limit_s": wait_limit_s, "sections_run": list(sections),
+                               "end_to_end": {}, "around_model": {}, "fresh_processes": {}, "memory": {},
+                               "sections": []}
+    # 1. inputs, and the model loaded as the entry points load it
     images = write_images(OUT_DIR)
     results["images"] = {label: {"size": IMAGES[label], "jpeg_bytes": images[label].stat().st_size}
                          for label in images}
-    # 2. model alone and end to end in this process, then 3. over HTTP (a fresh server per size)
     pipeline = load_pipeline(MODEL)
-    logger.info("model alone: int8 and fp32, %d rounds", rounds["1080p"])
-    results["model_alone"] = measure_models(pipeline.segmenter, rounds["1080p"])
-    model = model_alone(MODEL, pipeline.segmenter)
-    for label, path in images.items():
-        logger.info("in-process %s: %d rounds", label, rounds[label])
-        run = measure_inprocess(pipeline, model, path.read_bytes(), label, rounds[label])
-        results["end_to_end"][f"inprocess_{label}"] = run
-    for label, path in images.items():
-        logger.info("HTTP %s: a fresh uvicorn, %d rounds", label, rounds[label])
-        run, fresh = measure_http(model, path, label, rounds[label])
-        results["end_to_end"][f"http_{label}"], results["fresh_processes"][f"http_{label}"] = run, fresh
-    # 4. fresh in-process children: peak RSS; the seed's path beside the 1080p one
-    for label, path in images.items():
-        logger.info("fresh in-process child %s", label)
-        results["fresh_processes"][f"inprocess_{label}"] = measure_child(path, label)
-    logger.info("the seed's path on the 1080p image%s", "" if quick else ", and fp16 once")
-    ours = {"total_ms": results["end_to_end"]["inprocess_1080p"]["total_ms"],
-            "peak_rss_mb": results["fresh_processes"]["inprocess_1080p"]["peak_rss_mb"]}
-    results["seed_path"] = measure_seed(images["1080p"], ours, with_fp16=not quick)
-    # 5. both Lambda functions' cold starts, then memory per pixel and after a history (40 MP images)
-    logger.info("cold starts: %d fresh processes per function", coldstart.PROCESSES)
-    results["cold_starts"] = coldstart.measure(images["1080p"])
-    logger.info("memory: bytes per pixel and history at 40 MP%s", " (skipped: --quick)" if quick else "")
-    results["memory"], results["sections"] = measure_memory(quick)
-    results["sections"] = [coldstart.markdown(results["cold_starts"]), "", *results["sections"]]
+    bench = Bench(pipeline, model_alone(MODEL, pipeline.segmenter), images, rounds, quick, coldstart_processes)
+    # 2. the sections, each waiting for a quiet machine first
+    quiet = Sections(wait_limit_s)
+    for name in (section for section in SECTIONS if section in sections):
+        logger.info("section %s (waiting up to %.0f s for a 1-minute load under 1.0 first)", name, wait_limit_s)
+        with quiet.run(name):
+            STEPS[name](bench, results)
+        logger.info("section %s: %s", name, quiet.log[name])
+    results["load"] = quiet.log
+    results["sections"] = side_sections(results)
     results["wall_s"] = time.perf_counter() - started
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     headline(results)
     return results
 
 
+def side_sections(results: dict[str, Any]) -> list[str]:
+    """The side benchmarks' own tables, each after a line saying so when its section was taken under load."""
+    lines: list[str] = []
+    for name, table in results["sections"]:
+        load = results["load"][name]
+        if load["loaded"]:
+            lines += [f"Section `{name}` was {LOADED}: 1-minute load {load['load_before']:.2f} as it began, other "
+                      f"processes' CPU {load['others_cores']:.2f} cores during it.", ""]
+        lines += [table, ""]
+    return lines[:-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="The service's benchmark (see the module docstring).")
     parser.add_argument("--rounds-1080p", type=int, default=ROUNDS["1080p"])
     parser.add_argument("--rounds-12mp", type=int, default=ROUNDS["12MP"])
+    parser.add_argument("--coldstart-processes", type=int, default=coldstart.PROCESSES)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
+                        help=f"these sections only, of: {', '.join(SECTIONS)}")
+    parser.add_argument("--wait-s", type=float, help=f"the longest wait for a quiet machine before each section "
+                        f"(default {WAIT_LIMIT_S:g} s, {QUICK_WAIT_LIMIT_S:g} s with --quick)")
     parser.add_argument("--no-write", action="store_true", help="print only; keep results.json and the docs")
-    parser.add_argument("--quick", action="store_true", help="no fp16 seed run and no 40 MP memory runs")
+    parser.add_argument("--out", type=Path, help="write results.json and benchmarks.md (the section) here instead")
+    parser.add_argument("--quick", action="store_true", help="no fp16 seed run and no 40 MP memory sections")
     args = parser.parse_args()
+    sections = tuple(args.only or SECTIONS)
+    if args.quick:
+        sections = tuple(name for name in sections if name not in MEMORY_SECTIONS)
+    if "seed" in sections and "1080p" not in sections:
+        parser.error("the seed section compares with the 1080p section's PNG overlay: add 1080p to --only")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    results = run_all({"1080p": args.rounds_1080p, "12MP": args.rounds_12mp}, args.quick)
+    wait_s = args.wait_s if args.wait_s is not None else QUICK_WAIT_LIMIT_S if args.quick else WAIT_LIMIT_S
+    results = run_all({"1080p": args.rounds_1080p, "12MP": args.rounds_12mp}, sections, args.quick, wait_s,
+                      args.coldstart_processes)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    results_path, docs_path = (args.out / "results.json", args.out / "benchmarks.md") if args.out else (RESULTS, DOCS)
+    if args.out or not args.no_write:
+        write_json(results, results_path)  # first: the figures survive a report that fails
     section = markdown(results)
-    if not args.no_write:
-        write_json(results, RESULTS)
-        update_docs(DOCS, section)
+    if args.out or not args.no_write:
+        update_docs(docs_path, section)
     sys.stdout.write(section + "\n")
 
 

@@ -55,10 +55,10 @@ def _config(key: str, value: str) -> Tweak:
 
 
 def _no_trim() -> None:
+    import app.core.inference.segmenter
     import app.core.pipeline
-    import app.core.segmenter
 
-    app.core.segmenter.trim_heap = app.core.pipeline.trim_heap = lambda: None  # type: ignore[assignment]
+    app.core.inference.segmenter.trim_heap = app.core.pipeline.trim_heap = lambda: None  # type: ignore[assignment]
 
 
 def shrinking_runs() -> ort.RunOptions:
@@ -71,9 +71,9 @@ def shrinking_runs() -> ort.RunOptions:
 
 def _arena_shrinkage() -> None:
     """The served session's every run with ``shrinking_runs()``."""
-    import app.core.segmenter
+    import app.core.inference.segmenter
 
-    open_session = app.core.segmenter.open_session
+    open_session = app.core.inference.segmenter.open_session
 
     def open_shrinking(path: Any, threads: int) -> ort.InferenceSession:
         session = open_session(path, threads)
@@ -81,12 +81,12 @@ def _arena_shrinkage() -> None:
         session.run = lambda names, feed, run_options=None: run(names, feed, options)  # type: ignore[method-assign]
         return session
 
-    app.core.segmenter.open_session = open_shrinking  # type: ignore[assignment]
+    app.core.inference.segmenter.open_session = open_shrinking  # type: ignore[assignment]
 
 
 def _copying_blend() -> None:
     import app.core.pipeline
-    from app.core.drawing import blend_in_place
+    from app.core.output.drawing import blend_in_place
 
     def blend_into_a_copy(image: Any, mask: Any, color: Any, alpha: float) -> Any:  # the former draw
         return blend_in_place(image.copy(), mask, color, alpha)
@@ -152,7 +152,7 @@ def serve(variant: str, image: Any, label: str) -> tuple[float, float]:
 
 def inference_ms(rounds: int) -> dict[str, float]:
     """Median ms per variant that changes the session or its runs: all in this process, round-robin."""
-    from app.core.segmenter import open_session
+    from app.core.inference.segmenter import open_session
 
     original = ort.InferenceSession
     runs: dict[str, tuple[ort.InferenceSession, ort.RunOptions]] = {}
