@@ -14,20 +14,22 @@ image is ever alive (36 MB at 12 MP, 300 MB at 100 MP).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from app.core.decoding.imaging import Decoded, DecodeLimits, decode_for_model
+from app.core.decoding.imaging import Decoded, DecodeLimits, decode_for_model, decode_full
 from app.core.inference.contract import ModelInfo
 from app.core.inference.segmenter import Segmenter
 from app.core.options import Output, RenderOptions
 from app.core.output.drawing import blend_in_place, cut_out_in_place, mask_to_image
 from app.core.output.encoding import Encoded, encode_document, encode_picture, result_document
 from app.core.output.summary import Summary
+from app.core.resources.bands import beside
 from app.core.resources.memory import trim_heap
 from app.core.timing import Stopwatch
 
@@ -80,12 +82,16 @@ def render(segmenter: Segmenter, source: bytes | BinaryIO | Image.Image, limits:
     """
     watch = watch or Stopwatch()
     requested = [(options.output, options), *((output, FURTHER_OUTPUTS) for output in also)]
-    decoded = decode(source, limits, segmenter.input_size, any(output in READS_THE_IMAGE for output, _ in requested))
+    decoded = decode_for_model(source, limits, segmenter.input_size) if not isinstance(source, Image.Image) \
+        else Decoded(source, source.size, source)
     watch.lap("decode")
+    full_image = full_image_beside_the_model(source, limits, decoded, requested)
     prediction = segmenter.segment(decoded.view, options.threshold, decoded.size)
     watch.merge(prediction.timings_ms)
-    segmented = Segmented(decoded.image, prediction.mask, Summary.of(prediction.mask), segmenter.info)
-    del decoded, prediction  # the outputs own the image from here (12 MP: the image and mask are 48 MB)
+    image = full_image()
+    watch.lap("decode")  # what the model's time did not hide of the full-size decode
+    segmented = Segmented(image, prediction.mask, Summary.of(prediction.mask), segmenter.info)
+    del decoded, prediction, image  # the outputs own the image from here (12 MP: the image and mask are 48 MB)
     encoded = make_outputs(segmented, requested, watch, fit_within)
     summary = segmented.summary
     del segmented
@@ -95,14 +101,16 @@ def render(segmenter: Segmenter, source: bytes | BinaryIO | Image.Image, limits:
     return Rendered(encoded, summary, segmenter.info, watch.laps_ms, segmenter.provider)
 
 
-def decode(source: bytes | BinaryIO | Image.Image, limits: DecodeLimits, view_size: tuple[int, int],
-           full_size: bool) -> Decoded:
-    """The model's view and, where an output draws into it, the full image
-    (``app.core.decoding.imaging.decode_for_model``: a JPEG's view is decoded at a reduced scale); an image
-    already decoded is both."""
-    if isinstance(source, Image.Image):
-        return Decoded(source, source.size, source)
-    return decode_for_model(source, limits, view_size, full_size)
+def full_image_beside_the_model(source: bytes | BinaryIO | Image.Image, limits: DecodeLimits, decoded: Decoded,
+                                requested: Sequence[tuple[Output, RenderOptions]]) -> Callable[[], Image.Image | None]:
+    """The full-size image an output draws into, decoded beside the model (``app.core.resources.bands.beside``)
+    where the view was a reduced JPEG: the model leaves some of two cores idle (measured: docs/benchmarks.md).
+    Returns the call that waits for it; None when no output draws (``mask``, ``json``)."""
+    if not any(output in READS_THE_IMAGE for output, _ in requested):
+        return lambda: None
+    if decoded.image is not None or isinstance(source, Image.Image):
+        return lambda: decoded.image
+    return beside(partial(decode_full, source, limits, decoded))
 
 
 def make_outputs(segmented: Segmented, requested: Sequence[tuple[Output, RenderOptions]],

@@ -57,3 +57,23 @@ def test_a_failing_band_raises_in_the_caller(monkeypatch: pytest.MonkeyPatch) ->
 
     with pytest.raises(ValueError, match="band 500"):
         list(map_bands(work, 1000, 100))
+
+
+def test_with_one_cpu_work_beside_runs_when_its_result_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bands, "usable_cpus", lambda: 1)
+    ran: list[int] = []
+    result = bands.beside(lambda: ran.append(threading.get_ident()) or 7)
+    assert ran == []
+    assert result() == 7 and ran == [threading.get_ident()]
+
+
+def test_with_several_cpus_work_beside_runs_on_the_pool_and_raises_in_the_caller(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bands, "usable_cpus", lambda: 2)
+    assert bands.beside(lambda: threading.current_thread().name)().startswith("bands")
+
+    def fail() -> None:
+        raise ValueError("decode failed")
+
+    with pytest.raises(ValueError, match="decode failed"):
+        bands.beside(fail)()

@@ -227,23 +227,24 @@ def test_the_overlay_of_a_display_p3_heic_tints_its_own_pixels(tiny: Segmenter) 
 )
 def test_a_jpeg_is_decoded_for_the_model_at_a_reduced_scale(fmt: str, size: tuple[int, int],
                                                             view_size: tuple[int, int]) -> None:
-    from app.core.decoding.imaging import decode_for_model
+    from app.core.decoding.imaging import decode_for_model, decode_full
 
     data = encode(noise(*size, seed=3), fmt)
-    decoded = decode_for_model(data, LIMITS, (128, 128), full_size=False)
-    assert (decoded.view.size, decoded.size, decoded.image) == (view_size, size, None)
-    assert decode_for_model(data, LIMITS, (128, 128), full_size=True).image.size == size
+    decoded = decode_for_model(data, LIMITS, (128, 128))
+    assert (decoded.view.size, decoded.size) == (view_size, size)
+    assert (decoded.image is None) == (view_size != size)  # a reduced view: the full image is decoded apart
+    assert decode_full(data, LIMITS, decoded).size == size
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_the_full_size_of_a_reduced_jpeg_is_upright(orientation: int) -> None:
-    from app.core.decoding.imaging import decode_for_model
+    from app.core.decoding.imaging import decode_for_model, decode_full
 
     image = noise(1200, 700, seed=4)
     data = encode(image, "JPEG", exif=exif_with({0x0112: orientation}))
-    decoded = decode_for_model(data, LIMITS, (128, 128), full_size=True)
+    decoded = decode_for_model(data, LIMITS, (128, 128))
     upright_size = (700, 1200) if orientation >= 5 else (1200, 700)
-    assert decoded.size == decoded.image.size == upright_size
+    assert decoded.size == decode_full(data, LIMITS, decoded).size == upright_size
     assert decoded.view.size == (upright_size[0] // 4, upright_size[1] // 4)
 
 

@@ -201,34 +201,41 @@ def decode_image(source: bytes | BinaryIO, limits: DecodeLimits) -> Image.Image:
 
 @dataclass(frozen=True)
 class Decoded:
-    """What the pipeline decodes: the model's ``view`` of the image, its upright full ``size``, and the full-size
-    upright RGB ``image`` when an output draws into it (None otherwise; the view itself when they are one)."""
+    """The model's ``view`` of an image, its upright full ``size``, the ``orientation`` it was turned by, and the
+    full-size upright RGB ``image`` when decoding the view gave it (None for a JPEG decoded at a reduced scale:
+    ``decode_full`` decodes it again, at full scale, when an output draws into it)."""
 
     view: Image.Image
     size: tuple[int, int]
     image: Image.Image | None
+    orientation: int = 1
 
 
-def decode_for_model(source: bytes | BinaryIO, limits: DecodeLimits, view_size: tuple[int, int],
-                     full_size: bool) -> Decoded:
-    """Untrusted bytes or file -> the model's view (``draft_for_model``) and, if ``full_size``, the full image.
+def decode_for_model(source: bytes | BinaryIO, limits: DecodeLimits, view_size: tuple[int, int]) -> Decoded:
+    """Untrusted bytes or file -> the model's view (``draft_for_model``), or an ``ImageRejected`` subclass.
 
-    A JPEG whose DCT scaling reaches ``view_size`` is decoded at that scale for the view (a 1080p photo in
-    ~1/3 of the full decode's time, and the resize to the model's input ~15x cheaper), and again in full only
-    when ``full_size`` asks for it; any other image is decoded once, in full, and is its own view.
+    A JPEG whose DCT scaling reaches ``view_size`` is decoded at that scale (a 1080p photo in ~1/3 of the full
+    decode's time, and the resize to the model's input ~15x cheaper); any other image is decoded in full and is
+    its own view.
     """
     image = _open_checked(Upload.of(source), limits)
     size = image.size
     if not draft_for_model(image, view_size):
         decoded = _decoded(image)
-        return Decoded(decoded, decoded.size, decoded if full_size else None)
+        return Decoded(decoded, decoded.size, decoded)
     orientation = exif_orientation(image)  # a JPEG's EXIF is read with its header: once, for both decodes
-    view = _decoded(image, orientation)
-    full = _decoded(_open_checked(Upload.of(source), limits), orientation) if full_size else None  # Upload.of rewinds
-    upright = upright_size(size, orientation)
-    if full is not None and full.size != upright:
-        raise CorruptImage(f"the image decoded at {full.size}, its header says {upright}", "send a valid image")
-    return Decoded(view, upright, full)
+    return Decoded(_decoded(image, orientation), upright_size(size, orientation), None, orientation)
+
+
+def decode_full(source: bytes | BinaryIO, limits: DecodeLimits, decoded: Decoded) -> Image.Image:
+    """The full-size upright RGB image of ``decoded``: its own, or ``source`` decoded again at full scale and
+    turned as its view was (never a second EXIF read: a half-read EXIF can read differently the second time)."""
+    if decoded.image is not None:
+        return decoded.image
+    full = _decoded(_open_checked(Upload.of(source), limits), decoded.orientation)  # Upload.of rewinds a file
+    if full.size != decoded.size:
+        raise CorruptImage(f"the image decoded at {full.size}, its header says {decoded.size}", "send a valid image")
+    return full
 
 
 def draft_for_model(image: Image.Image, view_size: tuple[int, int]) -> bool:

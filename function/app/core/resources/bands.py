@@ -55,6 +55,16 @@ def map_bands(work: Callable[[int, int], Result], height: int, max_rows: int = M
     return _shared_pool(workers).map(lambda band: work(*band), bands)
 
 
+def beside(work: Callable[[], Result]) -> Callable[[], Result]:
+    """``work`` started now on the shared pool, beside what the caller does next (the full-size decode beside the
+    model); call what this returns for its result (or its exception). With one usable CPU nothing runs beside:
+    ``work`` runs when its result is asked for, in the caller's thread."""
+    workers = usable_cpus()
+    if workers == 1:
+        return work
+    return _shared_pool(workers).submit(work).result
+
+
 def _shared_pool(workers: int) -> ThreadPoolExecutor:
     """The process's pool, made on first use (an entry that never draws never starts its threads)."""
     global _pool
