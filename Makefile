@@ -74,8 +74,14 @@ serve-gpu: $(GPU_VENV)/.gpu-installed  ## serve on an NVIDIA GPU (docs/gpu.md): 
 gpu-check: $(GPU_VENV)/.gpu-installed  ## CUDA vs CPU: parity on 20 held-out images, model and 1080p times -> runs/gpu_check.json
 	$(GPU_VENV)/bin/python -m scripts.gpu_check --out runs/gpu_check.json $(ARGS)
 
+# make test and make check run pytest-xdist workers, one per CPU, each pinned to CPUs of its own (tests/conftest.py):
+# about half the time on 2 cores. A module's tests stay on one worker, in file order (its fixtures are made once; the
+# browser tests, collected last, run last). TEST_WORKERS=0: one process, as for a debugger.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+XDIST = -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+# The tests type make themselves (make serve, make -n VERB): this run's ARGS and make's flags are not theirs.
 test: $(VENV)/.dev-installed  ## the whole suite: unit, functional, integration, model, template, import contracts
-	$(PY) -m pytest $(ARGS)
+	env -u ARGS -u MAKEFLAGS -u MFLAGS $(PY) -m pytest $(XDIST) $(ARGS)
 
 # --- development
 # The loop between edits (README, "Contributing"): seconds, not the whole suite's minutes; CI runs everything.
@@ -83,7 +89,7 @@ check: $(VENV)/.dev-installed  ## ruff, mypy, the import contracts and the fast 
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest tests/unit tests/functional -m "not slow" -q $(ARGS)
+	$(PY) -m pytest $(XDIST) tests/unit tests/functional -m "not slow" -q $(ARGS)
 
 lint: $(VENV)/.dev-installed  ## ruff, mypy, the import-linter contracts (the layers), bandit over function/, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check . $(ARGS)

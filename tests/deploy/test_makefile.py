@@ -60,7 +60,7 @@ def dry_run(*arguments: str) -> list[str]:
         ("audit", "/pip-audit -r function/requirements.txt --no-deps --disable-pip --strict --progress-spinner off"),
         ("load ARGS=--levels=1,16", "-m bench.load --seconds 60 --out runs/load --levels=1,16"),
         ("load LOAD_SECONDS=300", "-m bench.load --seconds 300 --out runs/load"),
-        ("check ARGS=-x", '-m pytest tests/unit tests/functional -m "not slow" -q -x'),
+        ("check ARGS=-x", ' --dist loadscope --no-loadscope-reorder tests/unit tests/functional -m "not slow" -q -x'),
         ("data", "-m model.ccp ../shared/datasets/clothing-co-parsing --out data/ccp"),
         ("data CCP=ccp-clone", "-m model.ccp ccp-clone --out data/ccp"),
         ("build", "sam build"),
@@ -127,3 +127,12 @@ def test_audit_asks_whether_pypi_answers_before_pip_audit() -> None:
     [probe] = [index for index, line in enumerate(lines) if line.endswith("-m scripts.pypi_advisories")]
     [audit] = [index for index, line in enumerate(lines) if "/pip-audit " in line]
     assert probe < audit  # make stops at the probe's exit 1, before pip-audit's "Dependency not found on PyPI"
+
+
+def test_no_example_in_help_writes_over_the_bundled_models() -> None:
+    """make help's examples are run as written: an output path under model/weights would replace a committed model
+    (the quantize example once wrote model/weights/unet-int8.onnx)."""
+    listing = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    outputs = re.findall(r"(?:-o|OUT=|\.onnx) +(\S+\.onnx)", listing) + re.findall(r"\S+\.onnx (\S+\.onnx)", listing)
+    assert "runs/int8.onnx" in outputs
+    assert not [path for path in outputs if path.startswith("model/weights")]
