@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.options import Color
+from app.core.resources.bands import map_bands
 
 BLEND_BAND_ROWS = 256  # rows tinted per step: ~3 MB of a 4000-pixel-wide RGB image
 
@@ -31,12 +32,18 @@ def blend_in_place(image: Image.Image, mask: np.ndarray, color: Color, alpha: fl
     """
     _check_blend_inputs(image, mask, color, alpha)
     table = tint_table(color, alpha)
-    for top in range(0, image.height, BLEND_BAND_ROWS):
-        bottom = min(top + BLEND_BAND_ROWS, image.height)
+
+    def tint_band(top: int, bottom: int) -> None:
         band_mask = mask[top:bottom]
         if band_mask.any():
             box = (0, top, image.width, bottom)
             image.paste(image.crop(box).point(table), box, mask=bilevel(band_mask))
+
+    image.load()
+    if image.readonly:  # shares a buffer (Image.fromarray): a paste copies it first, so one pixel onto itself
+        image.paste(image.crop((0, 0, 1, 1)), (0, 0))  # does that here, not in two bands' threads at once
+    for _ in map_bands(tint_band, image.height, BLEND_BAND_ROWS):  # disjoint rows of one image, on every core
+        pass
     return image
 
 
