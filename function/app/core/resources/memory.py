@@ -26,7 +26,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 M_ARENA_MAX = -8  # glibc mallopt parameter (malloc.h)
-MALLOC_ARENAS = 2  # the event loop's thread, and the worker threads sharing one
+MALLOC_ARENAS = 1  # every thread shares one: the event loop, the workers, the bands' pool
 
 
 def limit_malloc_arenas() -> None:
@@ -37,6 +37,9 @@ def limit_malloc_arenas() -> None:
     worker thread is free, so a large image leaves its freed holes in one arena while the next one
     grows another: the idle server grew with its history (bench.history, 3 passes of 40 MP images of
     every format: +17.6% over the post-warm-up RSS with glibc's default, +3.8% with 1 arena, 0% with 2).
+    Since the work around the model runs in row bands on a pool of its own (``app.core.resources.bands``),
+    two arenas held +24.3% and +27.2%, one +3.4% and +3.3% (bench.history, 2026-12-07), the 1080p work
+    around the model before / after the history 39.2 / 38.8 ms with two, 37.9 / 44.2 and 39.4 / 39.6 with one.
     Fixing the mmap threshold instead also held it (+3.3%) but made every 1080p buffer a fresh mmap.
     """
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
