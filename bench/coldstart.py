@@ -101,24 +101,25 @@ def floor_session(model: Path) -> Any:
     return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
-def floor_process(entry: str, model: Path, env: dict[str, str], work: Path) -> dict[str, Any]:
-    """Launch a fresh interpreter for ``entry``'s floor, as ``one_process`` launches the entry: its init seconds."""
-    result_path = work / f"{entry}-floor-result.json"
-    command = [sys.executable, "-m", "bench.coldstart", "--floor", entry, str(model), str(result_path)]
+def launch(mode: str, arguments: list[str], env: dict[str, str], result_path: Path) -> tuple[float, dict[str, Any]]:
+    """A fresh interpreter running this module with ``--child`` or ``--floor``: when it was launched (epoch
+    seconds, so Python's own start-up counts) and what it wrote to ``result_path``."""
+    command = [sys.executable, "-m", "bench.coldstart", mode, *arguments, str(result_path)]
     launched = time.time()
     subprocess.run(command, cwd=REPO, env=env, check=True, timeout=CHILD_TIMEOUT_S, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    return {"init_s": json.loads(result_path.read_text())["init_epoch_s"] - launched}
+    return launched, json.loads(result_path.read_text())
+
+
+def floor_process(entry: str, model: Path, env: dict[str, str], work: Path) -> dict[str, Any]:
+    """Launch a fresh interpreter for ``entry``'s floor, as ``one_process`` launches the entry: its init seconds."""
+    launched, measured = launch("--floor", [entry, str(model)], env, work / f"{entry}-floor-result.json")
+    return {"init_s": measured["init_epoch_s"] - launched}
 
 
 def one_process(entry: str, event_path: Path, env: dict[str, str], work: Path) -> dict[str, Any]:
     """Launch a fresh interpreter for ``entry`` and read what it measured."""
-    result_path = work / f"{entry}-result.json"
-    command = [sys.executable, "-m", "bench.coldstart", "--child", entry, str(event_path), str(result_path)]
-    launched = time.time()
-    subprocess.run(command, cwd=REPO, env=env, check=True, timeout=CHILD_TIMEOUT_S, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    measured = json.loads(result_path.read_text())
+    launched, measured = launch("--child", [entry, str(event_path)], env, work / f"{entry}-result.json")
     init_s = measured["init_epoch_s"] - launched
     return {"init_s": init_s, "first_event_s": measured["first_event_s"],
             "init_and_first_event_s": init_s + measured["first_event_s"], "outcome": measured["outcome"],
