@@ -8,9 +8,11 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from app.core.output.png import PNG_SIGNATURE, STRIPE_ROWS, encode_png
+from app.core.output.png import PNG_SIGNATURE, STRIPE_ROWS, adler32_combine, encode_png
 
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 
@@ -127,3 +129,21 @@ def test_no_profile_no_iccp_chunk(profile: bytes | None) -> None:
     image = _random_image("RGB", 3, 2)
     image.info["icc_profile"] = PROFILE  # what the image's info says is not the encoder's business
     assert [tag for tag, _, _ in _chunks(encode_png(image, icc_profile=profile))] == [b"IHDR", b"IDAT", b"IEND"]
+
+
+@settings(max_examples=200)
+@given(first=st.binary(max_size=300), second=st.binary(max_size=70_000))
+def test_the_bands_checksums_combine_into_the_whole_streams(first: bytes, second: bytes) -> None:
+    """The PNG's bands are deflated apart; the zlib stream's Adler-32 is combined from theirs (65521 wraps)."""
+    combined = adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
+    assert combined == zlib.adler32(first + second)
+
+
+def test_a_many_band_png_is_one_valid_zlib_stream_that_libpng_reads() -> None:
+    """More bands than workers, each a raw deflate ended by a sync flush: zlib inflates the joined IDAT whole."""
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (STRIPE_ROWS * 5 + 3, 97, 3), dtype=np.uint8))
+    body = bytes(encode_png(image))
+    idat = body[body.index(b"IDAT") + 4 : body.index(b"IEND") - 8]
+    raw = zlib.decompress(idat)  # raises on a bad stream or checksum
+    assert len(raw) == image.height * (1 + 3 * image.width)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), np.asarray(image))
