@@ -110,7 +110,7 @@ def full_image_beside_the_model(source: bytes | BinaryIO | Image.Image, limits: 
     Returns the call that waits for it; None when no output draws (``mask``, ``json``)."""
     if not any(output in READS_THE_IMAGE for output, _ in requested):
         return lambda: None
-    if decoded.image is not None or isinstance(source, Image.Image):
+    if decoded.image is not None or isinstance(source, Image.Image):  # decoded in full already: no second decode
         return lambda: decoded.image
     return beside(partial(decode_full, source, limits, decoded))
 

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from app.core.resources.budget import Estimate, MemoryBudget, Share
-from app.core.resources.cpus import usable_cpus
+from app.core.resources.cpus import process_cpus
 from app.core.settings import Settings
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ class WorkQueue:
     def from_settings(cls, settings: Settings) -> WorkQueue:
         """MAX_CONCURRENCY workers (default: the CPUs this process may use), MAX_QUEUE waiting places and
         MEMORY_BUDGET_MB less what the process holds now (build it once the model is loaded)."""
-        workers = settings.MAX_CONCURRENCY or usable_cpus()
+        workers = settings.MAX_CONCURRENCY or process_cpus()
         return cls(workers, settings.MAX_QUEUE, MemoryBudget.for_process(settings.MEMORY_BUDGET_MB, workers))
 
     @property

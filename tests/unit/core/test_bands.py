@@ -31,24 +31,24 @@ def test_bands_cover_every_row_once_in_equal_shares(height: int, workers: int, m
 
 @pytest.mark.parametrize("cpus", [1, 2, 3])
 def test_results_come_back_in_band_order_whatever_the_cpus(monkeypatch: pytest.MonkeyPatch, cpus: int) -> None:
-    monkeypatch.setattr(bands, "band_workers", lambda: cpus)
+    monkeypatch.setattr(bands, "process_cpus", lambda: cpus)
     assert list(map_bands(lambda top, bottom: (top, bottom), 1000, 100)) == row_bands(1000, cpus, 100)
 
 
 def test_one_cpu_runs_the_bands_in_the_callers_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bands, "band_workers", lambda: 1)
+    monkeypatch.setattr(bands, "process_cpus", lambda: 1)
     threads = set(map_bands(lambda top, bottom: threading.get_ident(), 1000, 100))
     assert threads == {threading.get_ident()}
 
 
 def test_several_cpus_run_the_bands_on_the_shared_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bands, "band_workers", lambda: 2)
+    monkeypatch.setattr(bands, "process_cpus", lambda: 2)
     names = set(map_bands(lambda top, bottom: threading.current_thread().name, 1000, 100))
     assert names and all(name.startswith("bands") for name in names)
 
 
 def test_a_failing_band_raises_in_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bands, "band_workers", lambda: 2)
+    monkeypatch.setattr(bands, "process_cpus", lambda: 2)
 
     def work(top: int, bottom: int) -> int:
         if top >= 500:
@@ -60,7 +60,7 @@ def test_a_failing_band_raises_in_the_caller(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_with_one_cpu_work_beside_runs_when_its_result_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bands, "band_workers", lambda: 1)
+    monkeypatch.setattr(bands, "process_cpus", lambda: 1)
     ran: list[int] = []
     result = bands.beside(lambda: ran.append(threading.get_ident()) or 7)
     assert ran == []
@@ -69,7 +69,7 @@ def test_with_one_cpu_work_beside_runs_when_its_result_is_asked_for(monkeypatch:
 
 def test_with_several_cpus_work_beside_runs_on_the_pool_and_raises_in_the_caller(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bands, "band_workers", lambda: 2)
+    monkeypatch.setattr(bands, "process_cpus", lambda: 2)
     assert bands.beside(lambda: threading.current_thread().name)().startswith("bands")
 
     def fail() -> None:
@@ -78,14 +78,3 @@ def test_with_several_cpus_work_beside_runs_on_the_pool_and_raises_in_the_caller
     with pytest.raises(ValueError, match="decode failed"):
         bands.beside(fail)()
 
-
-def test_the_cpus_are_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    reads: list[int] = []
-    monkeypatch.setattr(bands, "usable_cpus", lambda: reads.append(1) or 2)
-    bands.band_workers.cache_clear()
-    try:
-        for _ in range(3):
-            list(map_bands(lambda top, bottom: top, 1000, 100))
-        assert bands.band_workers() == 2 and reads == [1]
-    finally:
-        bands.band_workers.cache_clear()

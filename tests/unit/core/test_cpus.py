@@ -54,3 +54,14 @@ def test_usable_cpus(files: dict[str, str], affinity: int, expected: int, tmp_pa
 
 def test_usable_cpus_here_is_positive_and_within_the_affinity() -> None:
     assert 1 <= cpus.usable_cpus() <= cpus.affinity_cpus()
+
+
+def test_the_process_reads_its_cpus_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every thread pool sizes itself by process_cpus: a syscall and cgroup files read once, not per request."""
+    reads: list[int] = []
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: reads.append(1) or 3)
+    cpus.process_cpus.cache_clear()
+    try:
+        assert [cpus.process_cpus() for _ in range(4)] == [3, 3, 3, 3] and reads == [1]
+    finally:
+        cpus.process_cpus.cache_clear()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.output.drawing import BLEND_BAND_ROWS, blend_in_place, cut_out_in_place, mask_to_image, tint_table
+from app.core.output.drawing import blend_in_place, cut_out_in_place, mask_to_image, tint_table
+from app.core.resources.bands import MAX_BAND_ROWS
 from tests.support import expected_overlay, noise
 
 
@@ -90,11 +91,11 @@ def test_mask_to_image_is_0_or_255_greyscale() -> None:
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.37, 0.5, 1.0])
-@pytest.mark.parametrize(("width", "height"), [(1, 1), (13, 7), (31, BLEND_BAND_ROWS * 2 + 5)])
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (13, 7), (31, MAX_BAND_ROWS * 2 + 5)])
 def test_blend_in_place_draws_into_the_image_itself(width: int, height: int, alpha: float) -> None:
     # GIVEN a mask with foreground in some bands only (so empty bands are skipped)
     image, mask = noise(width, height, seed=3), checker_mask(width, height)
-    mask[: min(height, BLEND_BAND_ROWS)] = False
+    mask[: min(height, MAX_BAND_ROWS)] = False
     expected = expected_overlay(np.asarray(image).copy(), mask, (0, 200, 255), alpha)
     # WHEN blended in place THEN the formula's pixels, in the same object
     result = blend_in_place(image, mask, (0, 200, 255), alpha)

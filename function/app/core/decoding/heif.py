@@ -29,7 +29,7 @@ import struct
 import pi_heif
 from PIL import AvifImagePlugin
 
-from app.core.resources.cpus import usable_cpus
+from app.core.resources.cpus import process_cpus
 
 AVIF_BRANDS = frozenset({"avif", "avis"})
 HEIF_BRANDS = frozenset({"heic", "heix", "mif1", "msf1"})
@@ -128,10 +128,10 @@ def _utf8(text: bytes) -> bool:
 def register_decoders() -> None:
     """pi-heif as Pillow's "HEIF" opener (it has no encoder: decode only); both decoders' threads."""
     pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False,
-                                 decode_threads=usable_cpus())
+                                 decode_threads=process_cpus())
     # Pillow's AVIF decoder counts the affinity mask, not a cgroup quota (a module global by design:
     # https://github.com/python-pillow/Pillow/issues/569).
-    AvifImagePlugin.DEFAULT_MAX_THREADS = usable_cpus()
+    AvifImagePlugin.DEFAULT_MAX_THREADS = process_cpus()
 
 
 register_decoders()

@@ -228,10 +228,8 @@ def decode_for_model(source: bytes | BinaryIO, limits: DecodeLimits, view_size: 
 
 
 def decode_full(source: bytes | BinaryIO, limits: DecodeLimits, decoded: Decoded) -> Image.Image:
-    """The full-size upright RGB image of ``decoded``: its own, or ``source`` decoded again at full scale and
+    """``source`` decoded again at full scale for ``decoded``, a reduced view (``decoded.image`` is None), and
     turned as its view was (never a second EXIF read: a half-read EXIF can read differently the second time)."""
-    if decoded.image is not None:
-        return decoded.image
     full = _decoded(_open_checked(Upload.of(source), limits), decoded.orientation)  # Upload.of rewinds a file
     if full.size != decoded.size:
         raise CorruptImage(f"the image decoded at {full.size}, its header says {decoded.size}", "send a valid image")

@@ -32,8 +32,8 @@ from PIL import Image
 
 from app.core.decoding.colour import rgb_profile, to_srgb
 from app.core.inference.contract import InvalidModel, ModelInfo, ModelSpec, read_spec
-from app.core.resources.bands import map_bands
-from app.core.resources.cpus import usable_cpus
+from app.core.resources.bands import run_bands
+from app.core.resources.cpus import process_cpus
 from app.core.resources.memory import trim_heap
 from app.core.timing import Stopwatch
 
@@ -84,7 +84,7 @@ class Segmenter:
 
     def __init__(self, path: Path, sha256: str, threads: int | None = None,
                  providers: Sequence[tuple[str, dict[str, Any]]] = CPU_ONLY) -> None:
-        self.threads = threads or usable_cpus()
+        self.threads = threads or process_cpus()
         self._session = open_session(path, self.threads, providers)
         self.provider: str = self._session.get_providers()[0]  # the one that runs (the others: fallbacks)
         self.spec: ModelSpec = read_spec(self._session.get_modelmeta().custom_metadata_map)
@@ -166,6 +166,5 @@ def upsample_probabilities(probabilities: np.ndarray, size: tuple[int, int], thr
         band = source.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)
         np.greater_equal(np.asarray(band), np.float32(threshold), out=mask[top:bottom])
 
-    for _ in map_bands(threshold_band, height):
-        pass
+    run_bands(threshold_band, height)
     return mask

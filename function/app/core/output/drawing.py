@@ -19,9 +19,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.options import Color
-from app.core.resources.bands import map_bands
-
-BLEND_BAND_ROWS = 256  # rows tinted per step: ~3 MB of a 4000-pixel-wide RGB image
+from app.core.resources.bands import run_bands
 
 
 def blend_in_place(image: Image.Image, mask: np.ndarray, color: Color, alpha: float) -> Image.Image:
@@ -42,8 +40,7 @@ def blend_in_place(image: Image.Image, mask: np.ndarray, color: Color, alpha: fl
     image.load()
     if image.readonly:  # shares a buffer (Image.fromarray): a paste copies it first, so one pixel onto itself
         image.paste(image.crop((0, 0, 1, 1)), (0, 0))  # does that here, not in two bands' threads at once
-    for _ in map_bands(tint_band, image.height, BLEND_BAND_ROWS):  # disjoint rows of one image, on every core
-        pass
+    run_bands(tint_band, image.height)  # disjoint rows of one image, on every core
     return image
 
 

@@ -47,6 +47,7 @@ import io
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 import numpy as np
 from isal import isal_zlib
@@ -102,18 +103,15 @@ def _deflate_up_filtered(image: Image.Image) -> Iterator[bytes]:
     """
     yield ZLIB_HEADER
     checksum = 1  # Adler-32's initial value (RFC 1950, 8.2)
-    last_band_bottom = image.height
-    for piece, band_checksum, length, bottom in map_bands(
-            lambda top, bottom: _deflate_band(image, top, bottom, bottom == last_band_bottom), image.height,
-            STRIPE_ROWS):
+    for piece, band_checksum, length in map_bands(partial(_deflate_band, image), image.height, STRIPE_ROWS):
         checksum = adler32_combine(checksum, band_checksum, length)
         yield piece
-        if bottom == last_band_bottom:
-            yield struct.pack(">I", checksum)
+    yield struct.pack(">I", checksum)
 
 
-def _deflate_band(image: Image.Image, top: int, bottom: int, last: bool) -> tuple[bytes, int, int, int]:
-    """Rows ``top`` to ``bottom`` Up-filtered and deflated raw: (deflate, their Adler-32, their length, bottom)."""
+def _deflate_band(image: Image.Image, top: int, bottom: int) -> tuple[bytes, int, int]:
+    """Rows ``top`` to ``bottom`` Up-filtered and deflated raw: (deflate, their Adler-32, their length); the image's
+    last band ends the stream."""
     rows = np.asarray(image.crop((0, max(top - 1, 0), image.width, bottom))).reshape(bottom - max(top - 1, 0), -1)
     band = rows[1:] if top else rows
     filtered = np.empty((band.shape[0], band.shape[1] + 1), dtype=np.uint8)
@@ -121,8 +119,9 @@ def _deflate_band(image: Image.Image, top: int, bottom: int, last: bool) -> tupl
     np.subtract(band[0], rows[0] if top else 0, out=filtered[0, 1:])  # the first row has zeros above (spec 9.2)
     np.subtract(band[1:], band[:-1], out=filtered[1:, 1:])
     compressor = isal_zlib.compressobj(DEFLATE_LEVEL, isal_zlib.DEFLATED, RAW_DEFLATE)
+    last = bottom == image.height
     piece = compressor.compress(filtered) + compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
-    return piece, isal_zlib.adler32(filtered), filtered.size, bottom
+    return piece, isal_zlib.adler32(filtered), filtered.size
 
 
 def adler32_combine(first: int, second: int, second_length: int) -> int:

@@ -21,10 +21,9 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import TypeVar
 
-from app.core.resources.cpus import usable_cpus
+from app.core.resources.cpus import process_cpus
 
 Result = TypeVar("Result")
 MAX_BAND_ROWS = 256  # a band's working set: ~3 MB of a 4000-pixel-wide RGB image, cache-sized
@@ -43,31 +42,31 @@ def row_bands(height: int, workers: int, max_rows: int = MAX_BAND_ROWS) -> list[
     return [(top, min(top + rows, height)) for top in range(0, height, rows)]
 
 
-@lru_cache(maxsize=1)
-def band_workers() -> int:
-    """The threads bands run on: the CPUs this process may use (``app.core.resources.cpus``), read once, not per
-    request (its affinity and cgroup quota are files and a syscall)."""
-    return usable_cpus()
-
-
 def map_bands(work: Callable[[int, int], Result], height: int, max_rows: int = MAX_BAND_ROWS) -> Iterator[Result]:
     """``work(top, bottom)`` for every band of ``height`` rows, results in band order, on the usable CPUs.
 
     The results are yielded as they are needed, in order (a consumer may join them as they come); every band
     is submitted at once, so an exception in one is raised when its result is reached.
     """
-    workers = band_workers()
+    workers = process_cpus()
     bands = row_bands(height, workers, max_rows)
     if workers == 1 or len(bands) <= 1:
         return (work(top, bottom) for top, bottom in bands)
     return _shared_pool(workers).map(lambda band: work(*band), bands)
 
 
+def run_bands(work: Callable[[int, int], None], height: int, max_rows: int = MAX_BAND_ROWS) -> None:
+    """``work(top, bottom)`` for every band, for what it writes (disjoint rows of one array or image); returns
+    when every band is done, raising the first band's exception."""
+    for _ in map_bands(work, height, max_rows):
+        pass
+
+
 def beside(work: Callable[[], Result]) -> Callable[[], Result]:
     """``work`` started now on the shared pool, beside what the caller does next (the full-size decode beside the
     model); call what this returns for its result (or its exception). With one usable CPU nothing runs beside:
     ``work`` runs when its result is asked for, in the caller's thread."""
-    workers = band_workers()
+    workers = process_cpus()
     if workers == 1:
         return work
     return _shared_pool(workers).submit(work).result
@@ -86,7 +85,6 @@ def _forget_pool() -> None:
     """A forked child has none of its parent's threads: it makes its own pool when it needs one."""
     global _pool, _pool_lock
     _pool, _pool_lock = None, threading.Lock()
-    band_workers.cache_clear()  # a child may be given other CPUs
 
 
 os.register_at_fork(after_in_child=_forget_pool)

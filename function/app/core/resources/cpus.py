@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import math
 import os
+from functools import lru_cache
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@lru_cache(maxsize=1)
+def process_cpus() -> int:
+    """``usable_cpus()`` read once per process, for everything that sizes its threads by it (the model's session,
+    the bands, the decoders, the work queue): its affinity and cgroup quota are a syscall and files, and do not
+    change under a running process. A forked child reads its own again."""
+    return usable_cpus()
+
+
+os.register_at_fork(after_in_child=process_cpus.cache_clear)
 
 
 def usable_cpus(cgroup_root: Path = CGROUP_ROOT) -> int:
