@@ -55,8 +55,9 @@ class Server:
     """``with Server(model, log) as server:`` a fresh uvicorn process; ``server.url`` is POST /predict."""
 
     def __init__(self, model_path: Path, log_path: Path, app_module: str = "app.main",
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, uvicorn_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
+        self._uvicorn_args = uvicorn_args  # e.g. ("--http", "h11"): bench.changes compares uvicorn's parsers
         # Experiments (bench.session_options) serve another module exposing ``app``, with their own variables.
         self._app_module, self._extra_env = app_module, extra_env or {}
         self.url = f"http://127.0.0.1:{self.port}/predict"
@@ -67,7 +68,7 @@ class Server:
     def __enter__(self) -> Server:
         env = {**os.environ, "MODEL_URI": str(self._model_path), **self._extra_env}
         command = [sys.executable, "-m", "uvicorn", f"{self._app_module}:app", "--app-dir", "function",
-                   "--host", "127.0.0.1", "--port", str(self.port)]
+                   "--host", "127.0.0.1", "--port", str(self.port), *self._uvicorn_args]
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._log_path, "wb") as log:
             self.launched_at = time.perf_counter()

@@ -1,0 +1,155 @@
+"""Issue 22's changes, each beside what it replaced, interleaved round by round in one run (a markdown table).
+
+    python -m bench.changes                 # ~1 minute on 2 cores
+    python -m bench.changes --rounds 21
+
+At 1080p (``bench.photo``), with the default model:
+
+- the full-size decode beside the model (``app.core.resources.bands.beside``) against before it,
+  for the PNG and JPEG overlays, as ratios to the model alone in the same rounds;
+- the row bands on every usable CPU against one CPU, for ``encode_png`` and the upsample (the blend ran
+  slower on two, 5.7 against 4.7 ms, and stays on one);
+- the overlay's tint pasted through a mode "1" mask against an "L" mask (the same pixels);
+- HTTP loopback minus in-process, uvicorn with httptools + uvloop against h11 + asyncio.
+
+The one-CPU and "before" variants are the same code with ``bands.process_cpus`` or
+``pipeline.beside`` replaced for the measurement: nothing here is a second implementation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import requests
+
+from app.core import pipeline
+from app.core.decoding.imaging import decode_for_model, decode_full
+from app.core.inference.segmenter import upsample_mask
+from app.core.output.drawing import bilevel, mask_to_image, tint_table
+from app.core.output.png import encode_png
+from app.core.pipeline import render
+from app.core.resources import bands
+from bench import REPO
+from bench.inprocess import load_pipeline, model_alone
+from bench.measure import time_ms
+from bench.photo import photo_jpeg
+from bench.server import Server
+
+MODEL = REPO / "model" / "weights" / "unet-int8.onnx"
+ROUNDS, WARMUP = 15, 2
+
+
+@contextmanager
+def replaced(module: Any, name: str, value: Any) -> Iterator[None]:
+    """``module.name`` is ``value`` inside the block (a variant of the same code, for one measurement)."""
+    kept = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, kept)
+
+
+def before_the_model(work: Callable[[], Any]) -> Callable[[], Any]:
+    """``beside``'s stand-in: the work done at once, before the model, as it was."""
+    result = work()
+    return lambda: result
+
+
+def medians(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median ms of each variant, the variants alternating round by round after ``WARMUP`` untimed rounds."""
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(rounds + WARMUP):
+        for name, work in variants.items():
+            elapsed = time_ms(work)
+            if round_index >= WARMUP:
+                samples[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def overlay_variants(rounds: int) -> dict[str, float]:
+    """The model alone and each overlay with the full-size decode beside the model or before it."""
+    loaded, data = load_pipeline(MODEL), photo_jpeg(1920, 1080)
+    jpeg = loaded.options.with_overrides({"format": "jpeg"})
+
+    def overlay(options: Any, decode_first: bool) -> Callable[[], object]:
+        def run() -> object:
+            with replaced(pipeline, "beside", before_the_model if decode_first else pipeline.beside):
+                return render(loaded.segmenter, data, loaded.limits, options)
+        return run
+
+    return medians({"model alone": model_alone(MODEL, loaded.segmenter),
+                    "PNG overlay, decode beside": overlay(loaded.options, False),
+                    "PNG overlay, decode before": overlay(loaded.options, True),
+                    "JPEG overlay, decode beside": overlay(jpeg, False),
+                    "JPEG overlay, decode before": overlay(jpeg, True)}, rounds)
+
+
+def band_variants(rounds: int) -> dict[str, float]:
+    """encode_png and the upsample on every usable CPU and on one; the tint through an "L" and a "1" mask."""
+    loaded, data = load_pipeline(MODEL), photo_jpeg(1920, 1080)
+    image = decode_full(data, loaded.limits, decode_for_model(data, loaded.limits, (256, 256)))
+    logits = np.linspace(-6, 6, 256 * 256, dtype=np.float32).reshape(256, 256)
+    mask = upsample_mask(logits, image.size, 0.5)
+    work = {"encode_png": lambda: encode_png(image), "upsample": lambda: upsample_mask(logits, image.size, 0.5)}
+    cpus = bands.process_cpus()
+    variants: dict[str, Callable[[], object]] = {}
+    for name, call in work.items():
+        variants[f"{name}, {cpus} CPUs"] = call
+        variants[f"{name}, 1 CPU"] = lambda call=call: _on_one_cpu(call)
+    table = tint_table((255, 59, 48), 0.5)
+    tinted = image.point(table)
+    variants["tint pasted through an 'L' mask"] = lambda: image.copy().paste(tinted, None, mask_to_image(mask))
+    variants["tint pasted through a '1' mask"] = lambda: image.copy().paste(tinted, None, bilevel(mask))
+    return medians(variants, rounds)
+
+
+def _on_one_cpu(call: Callable[[], object]) -> object:
+    with replaced(bands, "process_cpus", lambda: 1):
+        return call()
+
+
+def http_variants(rounds: int) -> dict[str, float]:
+    """In-process and over HTTP loopback to two servers, h11 + asyncio and httptools + uvloop, interleaved."""
+    loaded, data = load_pipeline(MODEL), photo_jpeg(1920, 1080)
+    logs, session = REPO / "bench" / "out", requests.Session()
+    with Server(MODEL, logs / "changes-h11.log", uvicorn_args=("--http", "h11", "--loop", "asyncio")) as plain, \
+            Server(MODEL, logs / "changes-httptools.log", uvicorn_args=("--http", "httptools", "--loop", "uvloop")) \
+            as fast:
+        plain.wait_ready()
+        fast.wait_ready()
+
+        def post(url: str) -> Callable[[], object]:
+            return lambda: session.post(url, files={"file": ("p.jpg", data, "image/jpeg")}).content
+        return medians({"in-process": lambda: render(loaded.segmenter, data, loaded.limits, loaded.options),
+                        "HTTP, h11 + asyncio": post(plain.url), "HTTP, httptools + uvloop": post(fast.url)}, rounds)
+
+
+def markdown(overlays: dict[str, float], banded: dict[str, float], http: dict[str, float]) -> str:
+    model = overlays["model alone"]
+    lines = [f"`python -m bench.changes`: 1080p, medians of interleaved rounds, 1-minute load "
+             f"{os.getloadavg()[0]:.2f} at the end.", "", "| variant | median ms | note |", "| --- | ---: | --- |"]
+    lines += [f"| {name} | {ms:.1f} | {ms / model:.2f}x the model alone |" for name, ms in overlays.items()]
+    lines += [f"| {name} | {ms:.1f} | |" for name, ms in banded.items()]
+    lines += [f"| {name} | {ms:.1f} | {ms - http['in-process']:+.1f} ms over in-process |" if name != "in-process"
+              else f"| {name} | {ms:.1f} | |" for name, ms in http.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    args = parser.parse_args(argv)
+    tables = overlay_variants(args.rounds), band_variants(args.rounds), http_variants(args.rounds)
+    sys.stdout.write(markdown(*tables) + "\n")
+
+
+if __name__ == "__main__":
+    main()
