@@ -7,8 +7,7 @@ At 1080p (``bench.photo``), with the default model:
 
 - the full-size decode beside the model (``app.core.resources.bands.beside``) against before it,
   for the PNG and JPEG overlays, as ratios to the model alone in the same rounds;
-- the row bands on every usable CPU against one CPU, for ``encode_png`` and the upsample (the blend ran
-  slower on two, 5.7 against 4.7 ms, and stays on one);
+- the row bands on every usable CPU against one CPU, for ``encode_png``, the upsample and the blend;
 - the overlay's tint pasted through a mode "1" mask against an "L" mask (the same pixels);
 - HTTP loopback minus in-process, uvicorn with httptools + uvloop against h11 + asyncio.
 
@@ -32,7 +31,7 @@ import requests
 from app.core import pipeline
 from app.core.decoding.imaging import decode_for_model, decode_full
 from app.core.inference.segmenter import upsample_mask
-from app.core.output.drawing import bilevel, mask_to_image, tint_table
+from app.core.output.drawing import bilevel, blend_in_place, mask_to_image, tint_table
 from app.core.output.png import encode_png
 from app.core.pipeline import render
 from app.core.resources import bands
@@ -93,12 +92,13 @@ def overlay_variants(rounds: int) -> dict[str, float]:
 
 
 def band_variants(rounds: int) -> dict[str, float]:
-    """encode_png and the upsample on every usable CPU and on one; the tint through an "L" and a "1" mask."""
+    """encode_png, the upsample and the blend on every usable CPU and on one; the tint through an "L" and a "1" mask."""
     loaded, data = load_pipeline(MODEL), photo_jpeg(1920, 1080)
     image = decode_full(data, loaded.limits, decode_for_model(data, loaded.limits, (256, 256)))
     logits = np.linspace(-6, 6, 256 * 256, dtype=np.float32).reshape(256, 256)
     mask = upsample_mask(logits, image.size, 0.5)
-    work = {"encode_png": lambda: encode_png(image), "upsample": lambda: upsample_mask(logits, image.size, 0.5)}
+    work = {"encode_png": lambda: encode_png(image), "upsample": lambda: upsample_mask(logits, image.size, 0.5),
+            "blend": lambda: blend_in_place(image.copy(), mask, (255, 59, 48), 0.5)}
     cpus = bands.process_cpus()
     variants: dict[str, Callable[[], object]] = {}
     for name, call in work.items():
