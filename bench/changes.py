@@ -9,6 +9,8 @@ At 1080p (``bench.photo``), with the default model:
   for the PNG and JPEG overlays, as ratios to the model alone in the same rounds;
 - the row bands on every usable CPU against one CPU, for ``encode_png``, the upsample and the blend;
 - the overlay's tint pasted through a mode "1" mask against an "L" mask (the same pixels);
+- the C heap trimmed after every request against after large ones only (``trim_heap_after``), for the
+  PNG overlay and the mask;
 - HTTP loopback minus in-process, uvicorn with httptools + uvloop against h11 + asyncio.
 
 The one-CPU and "before" variants are the same code with ``bands.process_cpus`` or
@@ -35,6 +37,7 @@ from app.core.output.drawing import bilevel, blend_in_place, mask_to_image, tint
 from app.core.output.png import encode_png
 from app.core.pipeline import render
 from app.core.resources import bands
+from app.core.resources.memory import trim_heap
 from bench import REPO
 from bench.inprocess import load_pipeline, model_alone
 from bench.measure import time_ms
@@ -91,6 +94,38 @@ def overlay_variants(rounds: int) -> dict[str, float]:
                     "JPEG overlay, decode before": overlay(jpeg, True)}, rounds)
 
 
+def trim_variants(rounds: int) -> dict[str, float]:
+    """The PNG overlay and the mask with the heap trimmed after every request, and after large ones only.
+
+    A trim changes the request after it, so each variant's timed render follows an untimed one of its own."""
+    loaded, data = load_pipeline(MODEL), photo_jpeg(1920, 1080)
+    mask = loaded.options.with_overrides({"output": "mask"})
+
+    def rendered(options: Any, trim_always: bool) -> Callable[[], float]:
+        def run() -> float:
+            with replaced(pipeline, "trim_heap_after", always_trim if trim_always else pipeline.trim_heap_after):
+                render(loaded.segmenter, data, loaded.limits, options)  # the heap as this variant leaves it
+                return time_ms(lambda: render(loaded.segmenter, data, loaded.limits, options))
+        return run
+
+    variants = {"PNG overlay, heap trimmed after every request": rendered(loaded.options, True),
+                "PNG overlay, heap trimmed after large requests only": rendered(loaded.options, False),
+                "mask, heap trimmed after every request": rendered(mask, True),
+                "mask, heap trimmed after large requests only": rendered(mask, False)}
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(rounds + WARMUP):
+        for name, run in variants.items():
+            elapsed = run()
+            if round_index >= WARMUP:
+                samples[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def always_trim(pixels: int) -> None:
+    """``trim_heap_after``'s stand-in: the heap trimmed after every request, as it was."""
+    trim_heap()
+
+
 def band_variants(rounds: int) -> dict[str, float]:
     """encode_png, the upsample and the blend on every usable CPU and on one; the tint through an "L" and a "1" mask."""
     loaded, data = load_pipeline(MODEL), photo_jpeg(1920, 1080)
@@ -132,12 +167,14 @@ def http_variants(rounds: int) -> dict[str, float]:
                         "HTTP, h11 + asyncio": post(plain.url), "HTTP, httptools + uvloop": post(fast.url)}, rounds)
 
 
-def markdown(overlays: dict[str, float], banded: dict[str, float], http: dict[str, float]) -> str:
+def markdown(overlays: dict[str, float], banded: dict[str, float], http: dict[str, float],
+             trims: dict[str, float]) -> str:
     model = overlays["model alone"]
     lines = [f"`python -m bench.changes`: 1080p, medians of interleaved rounds, 1-minute load "
              f"{os.getloadavg()[0]:.2f} at the end.", "", "| variant | median ms | note |", "| --- | ---: | --- |"]
     lines += [f"| {name} | {ms:.1f} | {ms / model:.2f}x the model alone |" for name, ms in overlays.items()]
     lines += [f"| {name} | {ms:.1f} | |" for name, ms in banded.items()]
+    lines += [f"| {name} | {ms:.1f} | |" for name, ms in trims.items()]
     lines += [f"| {name} | {ms:.1f} | {ms - http['in-process']:+.1f} ms over in-process |" if name != "in-process"
               else f"| {name} | {ms:.1f} | |" for name, ms in http.items()]
     return "\n".join(lines)
@@ -147,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args(argv)
-    tables = overlay_variants(args.rounds), band_variants(args.rounds), http_variants(args.rounds)
+    tables = (overlay_variants(args.rounds), band_variants(args.rounds), http_variants(args.rounds),
+              trim_variants(args.rounds))
     sys.stdout.write(markdown(*tables) + "\n")
 
 

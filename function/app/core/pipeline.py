@@ -30,7 +30,7 @@ from app.core.output.drawing import blend_in_place, cut_out_in_place, mask_to_im
 from app.core.output.encoding import Encoded, encode_document, encode_picture, result_document
 from app.core.output.summary import Summary
 from app.core.resources.bands import beside
-from app.core.resources.memory import trim_heap
+from app.core.resources.memory import trim_heap_after
 from app.core.timing import Stopwatch
 
 DRAWING_STAGES: dict[Output, str] = {"overlay": "blend", "mask": "mask", "cutout": "cutout", "json": "json"}
@@ -97,9 +97,9 @@ def render(segmenter: Segmenter, source: bytes | BinaryIO | Image.Image, limits:
     encoded = make_outputs(segmented, requested, watch, fit_within)
     summary = segmented.summary
     del segmented
-    # Give this request's freed buffers back now (outside the stages' timings): glibc keeps them
-    # in this worker thread's arena, where the next request, often on the other worker, cannot use them.
-    trim_heap()
+    # Give a large request's freed buffers back now (outside the stages' timings): a small one's stay in the
+    # heap for the next request (``trim_heap_after``).
+    trim_heap_after(summary.width * summary.height)
     return Rendered(encoded, summary, segmenter.info, watch.laps_ms, segmenter.provider)
 
 

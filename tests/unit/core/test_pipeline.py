@@ -137,11 +137,12 @@ def test_one_output_made_alone_keeps_the_mask_unless_it_is_the_last(tiny: Segmen
     assert segmented.mask.size == 0
 
 
-def test_each_render_gives_its_freed_memory_back(tiny: Segmenter, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[None] = []
-    monkeypatch.setattr(pipeline, "trim_heap", lambda: calls.append(None))
-    render(tiny, encode(noise(8, 8)), LIMITS, OPTIONS, also=("mask",))
-    assert len(calls) == 1
+def test_each_render_says_how_large_it_was_for_its_freed_memory(tiny: Segmenter,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(pipeline, "trim_heap_after", calls.append)
+    render(tiny, encode(noise(12, 8)), LIMITS, OPTIONS, also=("mask",))
+    assert calls == [12 * 8]
 
 
 # id: (options, media type, decoded mode or None for JSON)

@@ -19,6 +19,21 @@ def trim_heap() -> None:
         malloc_trim(0)
 
 
+# A request of at most this many pixels leaves its freed buffers in the heap for the next one to reuse:
+# trimming them after a 1080p request (2.07 MP) made the next one fault them back in, page by page, ~3-4 ms
+# of its ~40 ms around the model at 1080p (python -m bench.changes: "heap trimmed after every request"). A larger
+# request (a 12 MP photo's image and mask are 60 MB) is trimmed after, so the idle server holds at most
+# what one request this size frees (~6 B/px: docs/benchmarks.md, "Memory per pixel").
+KEEP_FREED_UP_TO_PIXELS = 4_000_000
+
+
+def trim_heap_after(pixels: int) -> None:
+    """``trim_heap`` after a request of ``pixels``, unless it was small enough for its freed memory to stay
+    for the next (``KEEP_FREED_UP_TO_PIXELS``)."""
+    if pixels > KEEP_FREED_UP_TO_PIXELS:
+        trim_heap()
+
+
 @lru_cache(maxsize=1)
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim`` from the C library the interpreter is linked with; None on musl/macOS."""
