@@ -222,13 +222,18 @@ def _timing_table(results: dict[str, Any]) -> list[str]:
         lines.append(f"| {run['path']} | {run['output']} | {run['image']}{_mark(results, run['image'])} | "
                      f"{total['median']:.0f} ({total['q1']:.0f}-{total['q3']:.0f}) | {model['median']:.0f} | "
                      f"{run['ratio_to_model']:.2f}x | {run['overhead_ms']:.1f} | {run['result_mb']:.2f} |")
-    differences = [f"{label} {measured['http_minus_inprocess_ms']:.1f} ms"
+    differences = [f"{label} {measured['http_minus_inprocess_paired_ms']:.1f} ms" + _seed_client(measured)
                    for label, measured in results.get("around_model", {}).items()
                    if measured["http_minus_inprocess_ms"] is not None]
     if differences:
-        lines += ["", "PNG overlay over HTTP loopback minus in-process, median of the differences round by round: "
-                  + ", ".join(differences) + "."]
+        lines += ["", "PNG overlay over HTTP loopback (one keep-alive connection) minus in-process, median of the "
+                  "differences round by round: " + ", ".join(differences) + "."]
     return lines
+
+
+def _seed_client(measured: dict[str, Any]) -> str:
+    difference = measured.get("seed_client_minus_inprocess_ms")
+    return "" if difference is None else f" (the seed's client, requests.post: {difference:.1f} ms, medians)"
 
 
 def _stage_table(results: dict[str, Any]) -> list[str]:

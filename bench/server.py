@@ -4,18 +4,23 @@
 does (from the repository root), always terminates it on exit, and reads its peak RSS (VmHWM) from
 /proc before doing so. ``post_image`` is the seed client's call verbatim,
 ``requests.post(url, files={"file": open(path, "rb")})``, plus a timeout so a hung
-server cannot hang the benchmark.
+server cannot hang the benchmark. ``KeepAliveClient`` is the leanest client there is: what the
+service itself adds over loopback, without a client library's own cost per call.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
 import requests
 
@@ -42,13 +47,51 @@ def post_image(url: str, path: Path) -> requests.Response:
     return response
 
 
-def server_timing(response: requests.Response) -> dict[str, float]:
+def timed_post_image(url: str, path: Path) -> tuple[dict[str, float], int]:
+    """``post_image``'s answer as ``bench.around`` keeps it: its Server-Timing stages and its size."""
+    response = post_image(url, path)
+    return server_timing(response), len(response.content)
+
+
+def server_timing(response: requests.Response | http.client.HTTPResponse) -> dict[str, float]:
     """The server's stage milliseconds from its ``Server-Timing`` header (``decode;dur=1.2, ...``)."""
+    headers: Mapping[str, str] | http.client.HTTPMessage = response.headers
     stages: dict[str, float] = {}
-    for entry in filter(None, (part.strip() for part in response.headers.get("Server-Timing", "").split(","))):
+    for entry in filter(None, (part.strip() for part in (headers.get("Server-Timing") or "").split(","))):
         name, _, duration = entry.partition(";dur=")
         stages[name] = float(duration)
     return stages
+
+
+class KeepAliveClient:
+    """POST /predict of one image on one keep-alive connection (``http.client``), its multipart body built once.
+
+    The seed's ``requests.post`` builds the multipart body in Python, opens a connection and reads the
+    answer in 10 KB pieces on every call: that is the client's cost, not the service's. ``make bench``
+    times both, side by side (``http_png`` and ``http_png_seed_client``).
+    """
+
+    def __init__(self, url: str, image: Path) -> None:
+        parts = urlsplit(url)
+        self._path, boundary = parts.path, uuid.uuid4().hex
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{image.name}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n")
+        self._body = b"".join((head.encode(), image.read_bytes(), f"\r\n--{boundary}--\r\n".encode()))
+        self._headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        self._connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                                      timeout=REQUEST_TIMEOUT_S)
+
+    def post(self) -> tuple[dict[str, float], int]:
+        """One answer's stage timings and size; an answer other than 200 raises."""
+        self._connection.request("POST", self._path, self._body, self._headers)
+        response = self._connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"POST {self._path}: {response.status} {body[:200]!r}")
+        return server_timing(response), len(body)
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 class Server:

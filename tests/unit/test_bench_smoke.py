@@ -5,6 +5,7 @@ No timing is asserted here: speed goals are checked by ``make bench`` (docs/benc
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bench.inprocess import load_pipeline, model_alone
 from bench.phone_photos import decode_table, encodings
 from bench.photo import photo_jpeg
 from bench.report import BEGIN, END, GOALS, Goal, evaluate, update_docs
+from bench.server import KeepAliveClient, Server, timed_post_image
 
 STAGES = {"decode", "resize", "infer", "upsample", "encode"}
 DRAWING = {"png": "blend", "jpeg": "blend", "mask": "mask", "json": "json"}
@@ -39,6 +41,41 @@ def test_the_rounds_around_the_model_run_once_on_a_tiny_image(bundled_model_path
     rows = {(row["stage"], row["output"]): row["floor"] for row in measured["stage_floors"]}
     assert rows[("decode", "png")] == "decode" and rows[("decode", "mask")] == "decode_view"
     assert rows[("encode", "jpeg")] == "jpeg_save" and ("encode", "json") not in rows
+
+
+def test_both_http_clients_time_the_answer_the_render_gives(bundled_model_path: Path, tmp_path: Path) -> None:
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(photo_jpeg(480, 320))
+    pipeline = load_pipeline(bundled_model_path)
+    model = model_alone(bundled_model_path, pipeline.segmenter)
+
+    with Server(bundled_model_path, tmp_path / "server.log") as server:
+        server.wait_ready()
+        client = KeepAliveClient(server.url, image)
+        posts = {around.HTTP: client.post, around.HTTP_SEED_CLIENT: partial(timed_post_image, server.url, image)}
+        measured = around.measure(pipeline, model, bundled_model_path, image.read_bytes(), "tiny", rounds=2,
+                                  warmup=0, posts=posts)
+        client.close()
+
+    runs = measured["runs"]
+    assert list(runs) == ["png", "jpeg", "mask", "json", around.HTTP, around.HTTP_SEED_CLIENT]
+    for name in posts:
+        assert set(runs[name]["stages_ms"]) == STAGES | {"blend", "wait", "http_other"}, name
+        assert runs[name]["result_mb"] == runs["png"]["result_mb"], name  # the same overlay, byte for byte in size
+        assert runs[name]["total_ms"]["n"] == 2, name
+    assert [runs[name]["path"] for name in posts] == ["HTTP loopback", "HTTP loopback, the seed's client"]
+    assert measured["http_minus_inprocess_ms"] is not None and measured["seed_client_minus_inprocess_ms"] is not None
+
+
+def test_the_keep_alive_client_refuses_an_answer_other_than_200(bundled_model_path: Path, tmp_path: Path) -> None:
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_bytes(b"not an image")
+    with Server(bundled_model_path, tmp_path / "server.log") as server:
+        server.wait_ready()
+        client = KeepAliveClient(server.url, not_an_image)
+        with pytest.raises(RuntimeError, match="POST /predict: 400"):
+            client.post()
+        client.close()
 
 
 def test_phone_photos_bench_decodes_each_format_on_a_tiny_frame() -> None:
