@@ -9,6 +9,8 @@ At 1080p (``bench.photo``), with the default model:
   for the PNG and JPEG overlays, as ratios to the model alone in the same rounds;
 - the row bands on every usable CPU against one CPU, for ``encode_png``, the upsample and the blend;
 - the overlay's tint pasted through a mode "1" mask against an "L" mask (the same pixels);
+- the caller working its bands beside the pool's threads against the pool's threads alone, for the
+  PNG overlay and the mask, and how late a pool thread idle for 80 ms starts;
 - the C heap trimmed after every request against after large ones only (``trim_heap_after``), for the
   PNG overlay and the mask;
 - HTTP loopback minus in-process, uvicorn with httptools + uvloop against h11 + asyncio.
@@ -23,6 +25,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,6 +36,7 @@ import requests
 from app.core import pipeline
 from app.core.decoding.imaging import decode_for_model, decode_full
 from app.core.inference.segmenter import upsample_mask
+from app.core.output import png
 from app.core.output.drawing import bilevel, blend_in_place, mask_to_image, tint_table
 from app.core.output.png import encode_png
 from app.core.pipeline import render
@@ -92,6 +96,44 @@ def overlay_variants(rounds: int) -> dict[str, float]:
                     "PNG overlay, decode before": overlay(loaded.options, True),
                     "JPEG overlay, decode beside": overlay(jpeg, False),
                     "JPEG overlay, decode before": overlay(jpeg, True)}, rounds)
+
+
+def pool_only_map(work: Callable[[int, int], Any], height: int, max_rows: int = bands.MAX_BAND_ROWS) -> Any:
+    """``map_bands``' stand-in: every band on the pool's threads while the caller waits, as it was."""
+    workers = bands.process_cpus()
+    rows = bands.row_bands(height, workers, max_rows)
+    if workers == 1 or len(rows) <= 1:
+        return (work(top, bottom) for top, bottom in rows)
+    return bands._shared_pool(workers).map(lambda band: work(*band), rows)
+
+
+def caller_variants(rounds: int) -> dict[str, float]:
+    """The PNG overlay and the mask with the caller working bands beside the pool, and with the pool alone."""
+    loaded, data = load_pipeline(MODEL), photo_jpeg(1920, 1080)
+    mask = loaded.options.with_overrides({"output": "mask"})
+
+    def rendered(options: Any, pool_only: bool) -> Callable[[], object]:
+        def run() -> object:
+            with replaced(bands, "map_bands", pool_only_map if pool_only else bands.map_bands), \
+                    replaced(png, "map_bands", pool_only_map if pool_only else png.map_bands):
+                return render(loaded.segmenter, data, loaded.limits, options)
+        return run
+
+    timed = medians({"PNG overlay, the caller works bands too": rendered(loaded.options, False),
+                     "PNG overlay, bands on the pool alone": rendered(loaded.options, True),
+                     "mask, the caller works bands too": rendered(mask, False),
+                     "mask, bands on the pool alone": rendered(mask, True)}, rounds)
+    return timed | {"a pool thread idle 80 ms: submit to start": pool_wake_ms(rounds)}
+
+
+def pool_wake_ms(rounds: int, idle_s: float = 0.08) -> float:
+    """Median ms from submitting a call to the shared pool, idle for ``idle_s``, to the call starting."""
+    pool, delays = bands._shared_pool(bands.process_cpus()), []
+    for _ in range(rounds):
+        time.sleep(idle_s)
+        submitted = time.perf_counter()
+        delays.append((pool.submit(time.perf_counter).result() - submitted) * 1000)
+    return statistics.median(delays)
 
 
 def trim_variants(rounds: int) -> dict[str, float]:
@@ -168,12 +210,13 @@ def http_variants(rounds: int) -> dict[str, float]:
 
 
 def markdown(overlays: dict[str, float], banded: dict[str, float], http: dict[str, float],
-             trims: dict[str, float]) -> str:
+             callers: dict[str, float], trims: dict[str, float]) -> str:
     model = overlays["model alone"]
     lines = [f"`python -m bench.changes`: 1080p, medians of interleaved rounds, 1-minute load "
              f"{os.getloadavg()[0]:.2f} at the end.", "", "| variant | median ms | note |", "| --- | ---: | --- |"]
     lines += [f"| {name} | {ms:.1f} | {ms / model:.2f}x the model alone |" for name, ms in overlays.items()]
     lines += [f"| {name} | {ms:.1f} | |" for name, ms in banded.items()]
+    lines += [f"| {name} | {ms:.2f} | |" for name, ms in callers.items()]
     lines += [f"| {name} | {ms:.1f} | |" for name, ms in trims.items()]
     lines += [f"| {name} | {ms:.1f} | {ms - http['in-process']:+.1f} ms over in-process |" if name != "in-process"
               else f"| {name} | {ms:.1f} | |" for name, ms in http.items()]
@@ -185,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args(argv)
     tables = (overlay_variants(args.rounds), band_variants(args.rounds), http_variants(args.rounds),
-              trim_variants(args.rounds))
+              caller_variants(args.rounds), trim_variants(args.rounds))
     sys.stdout.write(markdown(*tables) + "\n")
 
 

@@ -1,8 +1,10 @@
-"""app.core.resources.bands: every row once, in order, an equal share per worker; one CPU: the caller's thread."""
+"""app.core.resources.bands: every row once, in order, an equal share per worker, the caller working bands too;
+one CPU: the caller's thread alone."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -41,10 +43,38 @@ def test_one_cpu_runs_the_bands_in_the_callers_thread(monkeypatch: pytest.Monkey
     assert threads == {threading.get_ident()}
 
 
-def test_several_cpus_run_the_bands_on_the_shared_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_cpus_work_the_bands_in_the_callers_thread_and_a_pool_thread_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bands, "process_cpus", lambda: 2)
-    names = set(map_bands(lambda top, bottom: threading.current_thread().name, 1000, 100))
-    assert names and all(name.startswith("bands") for name in names)
+    both_working = threading.Barrier(2)
+
+    def work(top: int, bottom: int) -> str:
+        if top < 200:  # the first two bands: each waits until the other is being worked too
+            both_working.wait(timeout=10)
+        return threading.current_thread().name
+
+    names = list(map_bands(work, 1000, 100))
+    assert len(names) == len(row_bands(1000, 2, 100))
+    assert set(names[:2]) == {"MainThread", next(name for name in names[:2] if name.startswith("bands"))}
+
+
+def test_no_band_is_still_running_when_a_failure_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bands, "process_cpus", lambda: 2)
+    started: set[int] = set()
+    finished: set[int] = set()
+
+    def work(top: int, bottom: int) -> int:
+        started.add(top)
+        if top == 0:
+            raise ValueError("band 0")
+        time.sleep(0.02)
+        finished.add(top)
+        return top
+
+    with pytest.raises(ValueError, match="band 0"):
+        list(map_bands(work, 1000, 100))
+    assert started - {0} == finished  # every band taken has finished, and none was taken after the failure
+    assert len(started) < len(row_bands(1000, 2, 100))
 
 
 def test_a_failing_band_raises_in_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
