@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from app.core.output.png import PNG_SIGNATURE, STRIPE_ROWS, adler32_combine, encode_png
+from app.core.output import png
+from app.core.output.png import PNG_SIGNATURE, adler32_combine, encode_png, stripe_rows
 
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 
@@ -40,9 +41,36 @@ SIZES = [
     (1, 37),  # one column
     (37, 1),  # one row
     (4097, 3),  # wider than any 4096-byte buffer
-    (33, STRIPE_ROWS + 1),  # one row past a stripe: the Up filter crosses the stripe boundary
-    (7, 2 * STRIPE_ROWS),  # exactly two stripes
 ]
+SMALL_STRIPE_BYTES = 1024  # stripes of a few rows, so small images cross their boundaries
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize(("stripes", "extra_rows"), [
+    (1, 1),  # one row past a stripe: the Up filter crosses the stripe boundary
+    (2, 0),  # exactly two stripes
+    (5, 3),  # more stripes than workers, the last one short
+])
+def test_round_trip_across_stripes_is_pixel_exact(mode: str, stripes: int, extra_rows: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(png, "STRIPE_BYTES", SMALL_STRIPE_BYTES)
+    height = stripes * stripe_rows(33, len(mode)) + extra_rows
+    image = _random_image(mode, 33, height)
+
+    decoded = Image.open(io.BytesIO(encode_png(image)))
+
+    assert (decoded.mode, decoded.size) == (mode, (33, height))
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
+
+
+@pytest.mark.parametrize(("width", "channels", "rows"), [
+    (1920, 1, 545),  # a 1080p mask: two bands
+    (1920, 3, 182),  # a 1080p overlay: six
+    (4000, 3, 87),
+    (400_000, 3, 1),  # a row over the stripe's bytes is a band of its own
+])
+def test_a_stripe_is_a_mebibyte_of_filtered_rows(width: int, channels: int, rows: int) -> None:
+    assert stripe_rows(width, channels) == rows
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
@@ -139,9 +167,11 @@ def test_the_bands_checksums_combine_into_the_whole_streams(first: bytes, second
     assert combined == zlib.adler32(first + second)
 
 
-def test_a_many_band_png_is_one_valid_zlib_stream_that_libpng_reads() -> None:
+def test_a_many_band_png_is_one_valid_zlib_stream_that_libpng_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     """More bands than workers, each a raw deflate ended by a sync flush: zlib inflates the joined IDAT whole."""
-    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (STRIPE_ROWS * 5 + 3, 97, 3), dtype=np.uint8))
+    monkeypatch.setattr(png, "STRIPE_BYTES", SMALL_STRIPE_BYTES)
+    height = stripe_rows(97, 3) * 5 + 3
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (height, 97, 3), dtype=np.uint8))
     body = bytes(encode_png(image))
     idat = body[body.index(b"IDAT") + 4 : body.index(b"IEND") - 8]
     raw = zlib.decompress(idat)  # raises on a bad stream or checksum

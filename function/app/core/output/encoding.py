@@ -118,9 +118,33 @@ def _encode_with_pillow(picture: Image.Image, image_format: ImageFormat, quality
 
 
 def mask_rle(mask: np.ndarray) -> dict[str, Any]:
-    """A boolean HxW mask as COCO compressed RLE: ``{"size": [h, w], "counts": "..."}`` (column-major runs)."""
-    encoded = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
-    return {"size": [int(side) for side in encoded["size"]], "counts": encoded["counts"].decode("ascii")}
+    """A boolean HxW mask as COCO compressed RLE: ``{"size": [h, w], "counts": "..."}`` (column-major runs).
+
+    The runs are found in the mask's own row-major layout (``column_major_runs``) and pycocotools writes them as
+    its compressed string (``frPyObjects``): ``coco_mask.encode`` wants a column-major copy of the mask, a strided
+    transpose that cost 1.7 of its 2.4 ms at 1080p and ~60 of 70 ms at 12 MP; this is 0.5 and 2.3 ms, the same
+    string (measured 2026-12-07; tests/unit/core/test_properties.py holds the equality).
+    """
+    height, width = mask.shape
+    encoded = coco_mask.frPyObjects({"size": [height, width], "counts": column_major_runs(mask)}, height, width)
+    return {"size": [height, width], "counts": encoded["counts"].decode("ascii")}
+
+
+def column_major_runs(mask: np.ndarray) -> np.ndarray:
+    """COCO's uncompressed RLE counts of a boolean HxW mask: the lengths of its runs read column by column, the
+    first a run of background (0 long when the top-left pixel is foreground).
+
+    A run ends where a pixel differs from the one above it (within a column) or where a column's first pixel
+    differs from the last of the column before; those positions are few (the mask's outline), so sorting them
+    into column-major order is cheap.
+    """
+    height, width = mask.shape
+    rows, columns = np.divmod(np.flatnonzero(mask[1:] != mask[:-1]), width)
+    within_columns = columns * height + rows + 1
+    between_columns = (np.flatnonzero(mask[-1, :-1] != mask[0, 1:]) + 1) * height
+    changes = np.sort(np.concatenate((within_columns, between_columns)))
+    runs = np.diff(changes, prepend=0, append=height * width)
+    return np.concatenate(([0], runs)) if mask[0, 0] else runs
 
 
 def encode_document(document: dict[str, Any]) -> Encoded:
