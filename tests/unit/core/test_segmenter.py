@@ -162,6 +162,20 @@ def test_upsampling_is_pillows_bilinear_resize_of_the_probabilities() -> None:
     np.testing.assert_array_equal(upsample_mask(logits, (50, 30), 0.5), expected)
 
 
+@pytest.mark.parametrize("threshold", [0.01, 0.3, 0.5, 0.77, 0.99])
+@pytest.mark.parametrize("size", [(50, 30), (333, 777), (1920, 1080)])
+def test_the_mask_is_the_float_resize_thresholded_at_any_threshold(threshold: float, size: tuple[int, int]) -> None:
+    """Thresholded inside Pillow (``threshold_shifted``): a pixel may differ from the float resize's comparison
+    only where the resized probability is within float rounding (1e-6) of the threshold."""
+    logits = np.random.default_rng(7).uniform(-6, 6, (16, 16)).astype(np.float32)
+    probabilities = sigmoid(logits)
+    resized = np.asarray(Image.fromarray(probabilities).resize(size, Image.Resampling.BILINEAR))
+    mask = upsample_mask(logits, size, threshold)
+    differing = mask != (resized >= threshold)
+    assert np.all(np.abs(resized[differing] - threshold) < 1e-6)
+    assert differing.sum() <= 2 and 0 < mask.sum() < mask.size
+
+
 def test_a_tall_mask_is_upsampled_band_by_band_from_the_whole_source() -> None:
     # GIVEN logits whose top half is foreground WHEN upsampled to 600 rows (three bands of 256 rows)
     logits = np.full((4, 4), -6.0, dtype=np.float32)

@@ -159,17 +159,30 @@ def upsample_mask(logits: np.ndarray, size: tuple[int, int], threshold: float) -
 def upsample_probabilities(probabilities: np.ndarray, size: tuple[int, int], threshold: float) -> np.ndarray:
     """HxW float32 probabilities -> boolean mask at ``size``, as ``upsample_mask`` (offline scoring uses it too).
 
-    The bands run on the usable CPUs (``app.core.resources.bands``), each writing its own rows of the mask.
+    The bands run on the usable CPUs (``app.core.resources.bands``), each writing its own rows of the mask. Each
+    band is thresholded in Pillow (``threshold_shifted``: 1 where the probability reaches the threshold, else 0, as
+    an "L" band), so only a byte a pixel comes out of Pillow: taking the float band out (``np.asarray``, a copy
+    made in 64 KB pieces under the GIL) cost more than its resize (1080p: 6.4 against 4.1 ms, 2026-12-07).
     """
-    source = Image.fromarray(np.ascontiguousarray(probabilities, dtype=np.float32))
+    source = Image.fromarray(threshold_shifted(probabilities, threshold))
     width, height = size
     rows_per_source_row = source.height / height
     mask = np.empty((height, width), dtype=bool)
 
     def threshold_band(top: int, bottom: int) -> None:
         box = (0.0, top * rows_per_source_row, float(source.width), bottom * rows_per_source_row)
-        band = source.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box)
-        np.greater_equal(np.asarray(band), np.float32(threshold), out=mask[top:bottom])
+        band = source.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box).convert("L")
+        mask[top:bottom] = np.asarray(band).view(bool)  # 0 or 1, a bool's bytes
 
     run_bands(threshold_band, height)
     return mask
+
+
+def threshold_shifted(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """``1 + (p - threshold) * scale``: at least 1 exactly where p reaches the threshold and below 2 for any p in
+    [0, 1]. Bilinear weights sum to 1, so the upsampled values keep that property (up to float rounding within
+    ~1e-7 of the threshold), and Pillow's "F" to "L" conversion, which truncates (``f2l`` in Convert.c), makes
+    them 1 or 0."""
+    scale = np.float32(0.99 / max(threshold, 1.0 - threshold))
+    shifted = (np.ascontiguousarray(probabilities, dtype=np.float32) - np.float32(threshold)) * scale
+    return np.add(shifted, np.float32(1.0), out=shifted)
