@@ -8,7 +8,8 @@ At 1080p (``bench.photo``), with the default model:
 - the full-size decode beside the model (``app.core.resources.bands.beside``) against before it,
   for the PNG and JPEG overlays, as ratios to the model alone in the same rounds;
 - the row bands on every usable CPU against one CPU, for ``encode_png``, the upsample and the blend;
-- the overlay's tint pasted through a mode "1" mask against an "L" mask (the same pixels);
+- the overlay's tint pasted through a mode "1" mask against an "L" mask (the same pixels), and over each band's
+  foreground columns against whole rows (a person-like ellipse over 47% of the width);
 - the caller working its bands beside the pool's threads against the pool's threads alone, for the
   PNG overlay and the mask, and how late a pool thread idle for 80 ms starts;
 - the C heap trimmed after every request against after large ones only (``trim_heap_after``), for the
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import requests
+from PIL import Image
 
 from app.core import pipeline
 from app.core.decoding.imaging import decode_for_model, decode_full
@@ -185,7 +187,29 @@ def band_variants(rounds: int) -> dict[str, float]:
     tinted = image.point(table)
     variants["tint pasted through an 'L' mask"] = lambda: image.copy().paste(tinted, None, mask_to_image(mask))
     variants["tint pasted through a '1' mask"] = lambda: image.copy().paste(tinted, None, bilevel(mask))
+    figure = person_like_mask(image.width, image.height)
+    variants["blend, each band's foreground columns"] = lambda: blend_in_place(image.copy(), figure, (255, 59, 48), 0.5)
+    variants["blend, whole rows"] = lambda: whole_rows_blend(image.copy(), figure, (255, 59, 48), 0.5)
     return medians(variants, rounds)
+
+
+def person_like_mask(width: int, height: int) -> np.ndarray:
+    """An upright ellipse: 36% of the frame, 47% of its width, from a third of the way down to the bottom."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    return ((columns - width / 2) / (0.234 * width)) ** 2 + ((rows - 0.65 * height) / (0.56 * height)) ** 2 < 1
+
+
+def whole_rows_blend(image: Image.Image, mask: np.ndarray, color: tuple[int, int, int], alpha: float) -> Image.Image:
+    """``blend_in_place``'s stand-in: every band with foreground tinted and pasted across its whole width, as it was."""
+    table = tint_table(color, alpha)
+
+    def tint_band(top: int, bottom: int) -> None:
+        if mask[top:bottom].any():
+            box = (0, top, image.width, bottom)
+            image.paste(image.crop(box).point(table), box, mask=bilevel(mask[top:bottom]))
+
+    bands.run_bands(tint_band, image.height)
+    return image
 
 
 def _on_one_cpu(call: Callable[[], object]) -> object:

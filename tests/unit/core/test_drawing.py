@@ -50,6 +50,19 @@ def test_blend_arithmetic_examples(pixel: tuple, color: tuple, alpha: float, exp
     assert blend(image, np.ones((1, 1), dtype=bool), color, alpha).getpixel((0, 0)) == expected
 
 
+@pytest.mark.parametrize(("left", "right"), [(0, 1), (5, 6), (30, 40), (79, 80), (0, 80)])
+def test_a_figure_in_some_columns_of_some_bands_is_tinted_there_alone(left: int, right: int) -> None:
+    # GIVEN a mask that is foreground in a run of columns, in the middle rows of a tall image (several bands),
+    # with one lone pixel further down
+    height = 3 * MAX_BAND_ROWS
+    image, mask = noise(80, height), np.zeros((height, 80), bool)
+    mask[MAX_BAND_ROWS // 2 : 2 * MAX_BAND_ROWS + 7, left:right] = True
+    mask[height - 3, 80 - 1 - left] = True
+    # WHEN blended THEN the foreground is tinted exactly and every other pixel is untouched
+    assert np.array_equal(np.asarray(blend(image, mask, (255, 59, 48), 0.4)),
+                          expected_overlay(np.asarray(image), mask, (255, 59, 48), 0.4))
+
+
 def test_blend_with_empty_and_full_masks() -> None:
     image = noise(9, 5)
     assert np.array_equal(np.asarray(blend(image, np.zeros((5, 9), bool), (1, 2, 3), 0.5)), np.asarray(image))

@@ -32,10 +32,14 @@ def blend_in_place(image: Image.Image, mask: np.ndarray, color: Color, alpha: fl
     table = tint_table(color, alpha)
 
     def tint_band(top: int, bottom: int) -> None:
-        band_mask = mask[top:bottom]
-        if band_mask.any():
-            box = (0, top, image.width, bottom)
-            image.paste(image.crop(box).point(table), box, mask=bilevel(band_mask))
+        # Only the band's columns from its first foreground pixel to its last are tinted and pasted: a person
+        # spans half the frame's width or less (python -m bench.changes, an ellipse over 47% of a 1080p frame: 3.6
+        # against 4.2 ms)
+        columns = np.flatnonzero(mask[top:bottom].any(axis=0))
+        if columns.size:
+            left, right = int(columns[0]), int(columns[-1]) + 1
+            box = (left, top, right, bottom)
+            image.paste(image.crop(box).point(table), box, mask=bilevel(mask[top:bottom, left:right]))
 
     image.load()
     if image.readonly:  # shares a buffer (Image.fromarray): a paste copies it first, so one pixel onto itself
