@@ -85,8 +85,12 @@ def render(segmenter: Segmenter, source: bytes | BinaryIO | Image.Image, limits:
     decoded = decode_for_model(source, limits, segmenter.input_size) if not isinstance(source, Image.Image) \
         else Decoded(source, source.size, source)
     watch.lap("decode")
+    batch = segmenter.preprocess(decoded.view)
+    watch.lap("resize")
+    # Started once the model's input is made: the decode's Python parts (its header, Pillow's chunk loop) would
+    # hold the GIL against the preprocessing's; the model itself runs without it.
     full_image = full_image_beside_the_model(source, limits, decoded, requested)
-    prediction = segmenter.segment(decoded.view, options.threshold, decoded.size)
+    prediction = segmenter.segment_input(batch, decoded.size, options.threshold)
     watch.merge(prediction.timings_ms)
     image = full_image()
     watch.lap("decode")  # what the model's time did not hide of the full-size decode

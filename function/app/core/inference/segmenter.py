@@ -118,13 +118,20 @@ class Segmenter:
         full size) and stage timings. ``threshold`` comes validated (``app.core.options.Threshold``); None
         means the model's own.
         """
-        cutoff = self.spec.threshold if threshold is None else threshold
         watch = Stopwatch()
         batch = self.preprocess(image)
         watch.lap("resize")
+        prediction = self.segment_input(batch, size or image.size, threshold)
+        return Prediction(mask=prediction.mask, timings_ms=watch.laps_ms | prediction.timings_ms)
+
+    def segment_input(self, batch: np.ndarray, size: tuple[int, int], threshold: float | None = None) -> Prediction:
+        """``segment`` from the model's input (``preprocess``): the model, then the mask at ``size``. The pipeline
+        calls the two halves itself, to start the full-size decode between them (``app.core.pipeline``)."""
+        cutoff = self.spec.threshold if threshold is None else threshold
+        watch = Stopwatch()
         logits = self._session.run([self._output_name], {self._input_name: batch})[0]
         watch.lap("infer")
-        mask = upsample_mask(logits[0, 0], size or image.size, cutoff)
+        mask = upsample_mask(logits[0, 0], size, cutoff)
         watch.lap("upsample")
         return Prediction(mask=mask, timings_ms=watch.laps_ms)
 
