@@ -100,7 +100,7 @@ def overlay_variants(rounds: int) -> dict[str, float]:
                     "JPEG overlay, decode before": overlay(jpeg, True)}, rounds)
 
 
-def pool_only_map(work: Callable[[int, int], Any], height: int, max_rows: int = bands.MAX_BAND_ROWS) -> Any:
+def pool_only_map(work: Callable[[int, int], Any], height: int, max_rows: int) -> Any:
     """``map_bands``' stand-in: every band on the pool's threads while the caller waits, as it was."""
     workers = bands.process_cpus()
     rows = bands.row_bands(height, workers, max_rows)
@@ -208,7 +208,7 @@ def whole_rows_blend(image: Image.Image, mask: np.ndarray, color: tuple[int, int
             box = (0, top, image.width, bottom)
             image.paste(image.crop(box).point(table), box, mask=bilevel(mask[top:bottom]))
 
-    bands.run_bands(tint_band, image.height)
+    bands.run_bands(tint_band, image.height, bands.rows_per_band(image.width))
     return image
 
 

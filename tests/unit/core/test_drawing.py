@@ -7,13 +7,23 @@ import pytest
 from PIL import Image
 
 from app.core.output.drawing import blend_in_place, cut_out_in_place, mask_to_image, tint_table
-from app.core.resources.bands import MAX_BAND_ROWS
+from app.core.resources import bands
 from tests.support import expected_overlay, noise
 
 
 def blend(image: Image.Image, mask: np.ndarray, color: tuple[int, int, int], alpha: float) -> Image.Image:
     """``blend_in_place`` on a copy, so a test can compare with the original pixels."""
     return blend_in_place(image.copy(), mask, color, alpha)
+
+
+BAND_ROWS = 64  # bands of a few rows, so small images cross their boundaries
+
+
+def small_bands(monkeypatch: pytest.MonkeyPatch, width: int) -> int:
+    """Bands of ``BAND_ROWS`` rows for a ``width``-pixel-wide image; returns that height."""
+    monkeypatch.setattr(bands, "BAND_PIXELS", BAND_ROWS * width)
+    assert bands.rows_per_band(width) == BAND_ROWS
+    return BAND_ROWS
 
 
 def checker_mask(width: int, height: int) -> np.ndarray:
@@ -51,12 +61,14 @@ def test_blend_arithmetic_examples(pixel: tuple, color: tuple, alpha: float, exp
 
 
 @pytest.mark.parametrize(("left", "right"), [(0, 1), (5, 6), (30, 40), (79, 80), (0, 80)])
-def test_a_figure_in_some_columns_of_some_bands_is_tinted_there_alone(left: int, right: int) -> None:
+def test_a_figure_in_some_columns_of_some_bands_is_tinted_there_alone(left: int, right: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a mask that is foreground in a run of columns, in the middle rows of a tall image (several bands),
     # with one lone pixel further down
-    height = 3 * MAX_BAND_ROWS
+    rows = small_bands(monkeypatch, 80)
+    height = 3 * rows
     image, mask = noise(80, height), np.zeros((height, 80), bool)
-    mask[MAX_BAND_ROWS // 2 : 2 * MAX_BAND_ROWS + 7, left:right] = True
+    mask[rows // 2 : 2 * rows + 7, left:right] = True
     mask[height - 3, 80 - 1 - left] = True
     # WHEN blended THEN the foreground is tinted exactly and every other pixel is untouched
     assert np.array_equal(np.asarray(blend(image, mask, (255, 59, 48), 0.4)),
@@ -104,11 +116,13 @@ def test_mask_to_image_is_0_or_255_greyscale() -> None:
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.37, 0.5, 1.0])
-@pytest.mark.parametrize(("width", "height"), [(1, 1), (13, 7), (31, MAX_BAND_ROWS * 2 + 5)])
-def test_blend_in_place_draws_into_the_image_itself(width: int, height: int, alpha: float) -> None:
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (13, 7), (31, BAND_ROWS * 2 + 5)])
+def test_blend_in_place_draws_into_the_image_itself(width: int, height: int, alpha: float,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a mask with foreground in some bands only (so empty bands are skipped)
+    rows = small_bands(monkeypatch, width)
     image, mask = noise(width, height, seed=3), checker_mask(width, height)
-    mask[: min(height, MAX_BAND_ROWS)] = False
+    mask[: min(height, rows)] = False
     expected = expected_overlay(np.asarray(image).copy(), mask, (0, 200, 255), alpha)
     # WHEN blended in place THEN the formula's pixels, in the same object
     result = blend_in_place(image, mask, (0, 200, 255), alpha)

@@ -15,6 +15,7 @@ from PIL import Image, ImageCms
 
 from app.core.inference.contract import InvalidModel
 from app.core.inference.segmenter import Segmenter, open_session, sigmoid, upsample_mask
+from app.core.resources import bands
 from app.core.resources.cpus import usable_cpus
 from tests.samples import DISPLAY_P3_ICC
 from tests.support import noise
@@ -176,8 +177,9 @@ def test_the_mask_is_the_float_resize_thresholded_at_any_threshold(threshold: fl
     assert differing.sum() <= 2 and 0 < mask.sum() < mask.size
 
 
-def test_a_tall_mask_is_upsampled_band_by_band_from_the_whole_source() -> None:
+def test_a_tall_mask_is_upsampled_band_by_band_from_the_whole_source(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN logits whose top half is foreground WHEN upsampled to 600 rows (three bands of 256 rows)
+    monkeypatch.setattr(bands, "BAND_PIXELS", 256 * 10)
     logits = np.full((4, 4), -6.0, dtype=np.float32)
     logits[:2] = 6.0
     mask = upsample_mask(logits, (10, 600), 0.5)

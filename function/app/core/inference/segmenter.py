@@ -32,7 +32,7 @@ from PIL import Image
 
 from app.core.decoding.colour import rgb_profile, to_srgb
 from app.core.inference.contract import InvalidModel, ModelInfo, ModelSpec, read_spec
-from app.core.resources.bands import run_bands
+from app.core.resources.bands import rows_per_band, run_bands
 from app.core.resources.cpus import process_cpus
 from app.core.resources.memory import trim_heap
 from app.core.timing import Stopwatch
@@ -181,7 +181,7 @@ def upsample_probabilities(probabilities: np.ndarray, size: tuple[int, int], thr
         band = source.resize((width, bottom - top), Image.Resampling.BILINEAR, box=box).convert("L")
         mask[top:bottom] = np.asarray(band).view(bool)  # 0 or 1, a bool's bytes
 
-    run_bands(threshold_band, height)
+    run_bands(threshold_band, height, rows_per_band(width))
     return mask
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from app.core.options import Color
-from app.core.resources.bands import run_bands
+from app.core.resources.bands import rows_per_band, run_bands
 
 
 def blend_in_place(image: Image.Image, mask: np.ndarray, color: Color, alpha: float) -> Image.Image:
@@ -46,7 +46,7 @@ def blend_in_place(image: Image.Image, mask: np.ndarray, color: Color, alpha: fl
         image.paste(image.crop((0, 0, 1, 1)), (0, 0))  # does that here, not in two bands' threads at once
     # Disjoint rows of one image, on every core: in the pipeline at 12 MP the blend took 13 ms against 25-29 ms
     # on one thread (make bench, two runs); alone at 1080p, two threads were slower (python -m bench.changes).
-    run_bands(tint_band, image.height)
+    run_bands(tint_band, image.height, rows_per_band(image.width))
     return image
 
 
