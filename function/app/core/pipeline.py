@@ -26,7 +26,7 @@ from app.core.decoding.imaging import Decoded, DecodeLimits, decode_for_model, d
 from app.core.inference.contract import ModelInfo
 from app.core.inference.segmenter import Segmenter
 from app.core.options import Output, RenderOptions
-from app.core.output.drawing import blend_in_place, cut_out_in_place, mask_to_image
+from app.core.output.drawing import blend_in_place, cut_out_in_place, mask_levels
 from app.core.output.encoding import Encoded, encode_document, encode_picture, result_document
 from app.core.output.summary import Summary
 from app.core.resources.bands import beside
@@ -154,10 +154,11 @@ def make_output(segmented: Segmented, output: Output, options: RenderOptions, wa
     return encoded
 
 
-def draw(segmented: Segmented, output: Output, options: RenderOptions) -> Image.Image:
-    """One output's picture; the overlay and the cutout are drawn into the decoded image, which the pipeline owns."""
+def draw(segmented: Segmented, output: Output, options: RenderOptions) -> Image.Image | np.ndarray:
+    """One output's picture; the overlay and the cutout are drawn into the decoded image, which the pipeline owns;
+    the mask's picture is its grey levels (``mask_levels``), an array."""
     if output == "mask":
-        return mask_to_image(segmented.mask)
+        return mask_levels(segmented.mask)
     if segmented.image is None:
         raise ValueError(f"output {output} draws into the image, which was not decoded in full")
     if output == "cutout":

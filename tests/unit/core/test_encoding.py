@@ -62,6 +62,21 @@ def test_each_format_says_what_it_is_and_keeps_size_and_mode(
     assert difference.max() == 0 if image_format == "png" else difference.mean() < 3
 
 
+@pytest.mark.parametrize("image_format", ["png", "jpeg", "webp"])
+def test_a_masks_levels_encode_as_its_greyscale_image_does(image_format: str) -> None:
+    # GIVEN a mask's grey levels, as an array (what the pipeline draws for output=mask) and as an "L" image
+    levels = (np.random.default_rng(5).random((41, 67)) < 0.4).view(np.uint8) * np.uint8(255)
+    from_array = encode_picture(levels, image_format, 90)  # type: ignore[arg-type]
+    from_image = encode_picture(Image.fromarray(levels), image_format, 90)  # type: ignore[arg-type]
+    # THEN the same kind of file, the same bytes, and for PNG exactly the levels
+    assert (from_array.media_type, from_array.suffix) == (from_image.media_type, from_image.suffix)
+    assert bytes(from_array.body) == bytes(from_image.body)
+    decoded = Image.open(io.BytesIO(from_array.body))
+    assert (decoded.mode, decoded.size) == ("RGB" if image_format == "webp" else "L", (67, 41))  # WebP: no grey
+    if image_format == "png":
+        assert np.array_equal(np.asarray(decoded), levels)
+
+
 @pytest.mark.parametrize("image_format", ["jpeg", "webp"])
 def test_quality_trades_size_for_fidelity(image_format: str) -> None:
     picture = noise(128, 96, seed=1)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.core.output import png
-from app.core.output.png import PNG_SIGNATURE, adler32_combine, encode_png, stripe_rows
+from app.core.output.png import PNG_SIGNATURE, adler32_combine, encode_png, encode_png_levels, stripe_rows
 
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 
@@ -61,6 +61,28 @@ def test_round_trip_across_stripes_is_pixel_exact(mode: str, stripes: int, extra
 
     assert (decoded.mode, decoded.size) == (mode, (33, height))
     np.testing.assert_array_equal(np.asarray(decoded), np.asarray(image))
+
+
+@pytest.mark.parametrize(("stripes", "extra_rows"), [(0, 1), (1, 1), (2, 0), (5, 3)])
+def test_grey_levels_from_an_array_round_trip_across_stripes(stripes: int, extra_rows: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(png, "STRIPE_BYTES", SMALL_STRIPE_BYTES)
+    height = stripes * stripe_rows(33, 1) + extra_rows
+    levels = np.random.default_rng(height).integers(0, 256, (height, 33), dtype=np.uint8)
+
+    body = encode_png_levels(levels)
+
+    assert bytes(body) == bytes(encode_png(Image.fromarray(levels)))  # the "L" image's very file
+    decoded = Image.open(io.BytesIO(body))
+    assert (decoded.mode, decoded.size) == ("L", (33, height))
+    np.testing.assert_array_equal(np.asarray(decoded), levels)
+
+
+@pytest.mark.parametrize("levels", [np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5), bool), np.zeros(7, np.uint8),
+                                    np.zeros((4, 5), np.uint16)], ids=["RGB", "bool", "1-D", "16-bit"])
+def test_only_a_2d_array_of_bytes_is_grey_levels(levels: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="2-D uint8"):
+        encode_png_levels(levels)
 
 
 @pytest.mark.parametrize(("width", "channels", "rows"), [

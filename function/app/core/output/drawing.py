@@ -68,8 +68,13 @@ def tint_table(color: Color, alpha: float) -> list[int]:
 
 def mask_to_image(mask: np.ndarray) -> Image.Image:
     """Boolean HxW mask -> mode "L" image, 255 for foreground and 0 for background."""
-    levels = np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(255)
-    return Image.fromarray(levels)
+    return Image.fromarray(mask_levels(mask))
+
+
+def mask_levels(mask: np.ndarray) -> np.ndarray:
+    """Boolean HxW mask -> its grey levels as a uint8 array: 255 for foreground, 0 for background (the mask's
+    picture: ``app.core.output.encoding.encode_picture`` writes its PNG from the array itself)."""
+    return np.ascontiguousarray(mask, dtype=bool).view(np.uint8) * np.uint8(255)
 
 
 def bilevel(mask: np.ndarray) -> Image.Image:

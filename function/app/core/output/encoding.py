@@ -26,7 +26,7 @@ from pycocotools import mask as coco_mask
 from app.core.decoding.imaging import ImageRejected
 from app.core.inference.contract import ModelInfo
 from app.core.options import ImageFormat
-from app.core.output.png import encode_png
+from app.core.output.png import encode_png, encode_png_levels
 from app.core.output.summary import Summary
 
 MEDIA_TYPES: dict[ImageFormat, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -66,14 +66,19 @@ class Encoded:
     quality: int | None = None  # the JPEG/WebP quality it was encoded at
 
 
-def encode_picture(picture: Image.Image, image_format: ImageFormat, quality: int | None,
+def encode_picture(picture: Image.Image | np.ndarray, image_format: ImageFormat, quality: int | None,
                    fit_within: int | None = None) -> Encoded:
     """A drawn overlay, mask or cutout -> the format's bytes.
 
     ``quality`` (JPEG, WebP) is used as given; None means the format's default, and then,
     if the result is over ``fit_within`` bytes, the next of ``QUALITY_STEPS`` in turn
     until one fits (the last one tried is returned if none does: the caller says 413).
+    A greyscale array (the mask's levels) is written as PNG from the array itself, for other formats through Pillow.
     """
+    if isinstance(picture, np.ndarray):
+        if image_format == "png":  # PNG has no side limit to check (MAX_SIDE), nor a quality
+            return Encoded(encode_png_levels(picture), MEDIA_TYPES[image_format], SUFFIXES[image_format])
+        picture = Image.fromarray(picture)
     _check_side(picture, image_format)
     profile = icc_profile_of(picture)
     qualities = (quality,) if quality is not None else QUALITY_STEPS[image_format]

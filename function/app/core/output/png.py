@@ -46,7 +46,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
 import numpy as np
@@ -78,14 +78,31 @@ def encode_png(image: Image.Image, icc_profile: bytes | None = None) -> bytes | 
     """
     if image.mode not in COLOR_TYPES:
         return _encode_with_pillow(image, icc_profile)
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"cannot encode an empty {image.width}x{image.height} image: PNG needs at least 1x1")
-    header = struct.pack(">IIBBBBB", image.width, image.height, 8, COLOR_TYPES[image.mode], 0, 0, 0)
+    return _encode(image.width, image.height, image.mode, partial(_image_rows, image), icc_profile)
+
+
+def encode_png_levels(levels: np.ndarray) -> bytes | bytearray:
+    """A greyscale HxW uint8 array (a mask's 0 and 255) as PNG, its rows read from the array itself: no Pillow
+    image to copy them out of (a 1080p mask: 0.65 against 1.2 ms through an "L" image, 2026-12-07)."""
+    if levels.ndim != 2 or levels.dtype != np.uint8:
+        raise ValueError(f"need a 2-D uint8 array of grey levels, got {levels.ndim}-D {levels.dtype}")
+    height, width = levels.shape
+    return _encode(width, height, "L", lambda top, bottom: levels[top:bottom], None)
+
+
+RowsOf = Callable[[int, int], np.ndarray]  # (top, bottom) -> those rows, (bottom - top) x (width * channels) bytes
+
+
+def _encode(width: int, height: int, mode: str, rows_of: RowsOf, icc_profile: bytes | None) -> bytearray:
+    if width == 0 or height == 0:
+        raise ValueError(f"cannot encode an empty {width}x{height} image: PNG needs at least 1x1")
+    header = struct.pack(">IIBBBBB", width, height, 8, COLOR_TYPES[mode], 0, 0, 0)
     out = bytearray(PNG_SIGNATURE)
     _append_chunk(out, b"IHDR", [header])
     if icc_profile:
         _append_chunk(out, b"iCCP", [icc_chunk_data(icc_profile)])
-    _append_chunk(out, b"IDAT", _deflate_up_filtered(image))
+    channels = len(mode)  # L, RGB, RGBA: a letter a channel
+    _append_chunk(out, b"IDAT", _deflate_up_filtered(rows_of, height, stripe_rows(width, channels)))
     _append_chunk(out, b"IEND", [])
     return out
 
@@ -95,7 +112,7 @@ def icc_chunk_data(profile: bytes) -> bytes:
     return ICC_NAME + b"\x00\x00" + zlib.compress(profile)
 
 
-def _deflate_up_filtered(image: Image.Image) -> Iterator[bytes]:
+def _deflate_up_filtered(rows_of: RowsOf, height: int, rows_per_stripe: int) -> Iterator[bytes]:
     """One zlib stream of Up-filtered scanlines, each prefixed by its filter byte (PNG spec 7.3), in pieces.
 
     As pigz does (https://zlib.net/pigz/pigz.pdf, "independent blocks"): each band of rows is filtered and
@@ -106,8 +123,7 @@ def _deflate_up_filtered(image: Image.Image) -> Iterator[bytes]:
     """
     yield ZLIB_HEADER
     checksum = 1  # Adler-32's initial value (RFC 1950, 8.2)
-    rows = stripe_rows(image.width, len(image.getbands()))
-    for piece, band_checksum, length in map_bands(partial(_deflate_band, image), image.height, rows):
+    for piece, band_checksum, length in map_bands(partial(_deflate_band, rows_of, height), height, rows_per_stripe):
         checksum = adler32_combine(checksum, band_checksum, length)
         yield piece
     yield struct.pack(">I", checksum)
@@ -118,17 +134,22 @@ def stripe_rows(width: int, channels: int) -> int:
     return max(1, STRIPE_BYTES // (1 + channels * width))
 
 
-def _deflate_band(image: Image.Image, top: int, bottom: int) -> tuple[bytes, int, int]:
+def _image_rows(image: Image.Image, top: int, bottom: int) -> np.ndarray:
+    """Rows ``top`` to ``bottom`` of a Pillow image as bytes, one row of ``width * channels`` a line."""
+    return np.asarray(image.crop((0, top, image.width, bottom))).reshape(bottom - top, -1)
+
+
+def _deflate_band(rows_of: RowsOf, height: int, top: int, bottom: int) -> tuple[bytes, int, int]:
     """Rows ``top`` to ``bottom`` Up-filtered and deflated raw: (deflate, their Adler-32, their length); the image's
     last band ends the stream."""
-    rows = np.asarray(image.crop((0, max(top - 1, 0), image.width, bottom))).reshape(bottom - max(top - 1, 0), -1)
+    rows = rows_of(max(top - 1, 0), bottom)
     band = rows[1:] if top else rows
     filtered = np.empty((band.shape[0], band.shape[1] + 1), dtype=np.uint8)
     filtered[:, 0] = FILTER_UP
     np.subtract(band[0], rows[0] if top else 0, out=filtered[0, 1:])  # the first row has zeros above (spec 9.2)
     np.subtract(band[1:], band[:-1], out=filtered[1:, 1:])
     compressor = isal_zlib.compressobj(DEFLATE_LEVEL, isal_zlib.DEFLATED, RAW_DEFLATE)
-    last = bottom == image.height
+    last = bottom == height
     piece = compressor.compress(filtered) + compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
     return piece, isal_zlib.adler32(filtered), filtered.size
 
