@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -56,6 +57,20 @@ def test_two_cpus_work_the_bands_in_the_callers_thread_and_a_pool_thread_at_once
     names = list(map_bands(work, 1000, 100))
     assert len(names) == len(row_bands(1000, 2, 100))
     assert set(names[:2]) == {"MainThread", next(name for name in names[:2] if name.startswith("bands"))}
+
+
+class Piece:
+    """A band's result a test can watch being freed (``weakref``)."""
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_a_result_handed_on_is_not_held_by_the_bands(monkeypatch: pytest.MonkeyPatch, cpus: int) -> None:
+    # A consumer that joins the results as they come (the PNG's deflate) holds each only until it is joined
+    monkeypatch.setattr(bands, "process_cpus", lambda: cpus)
+    for piece in map_bands(lambda top, bottom: Piece(), 1000, 100):
+        handed_on = weakref.ref(piece)
+        del piece
+        assert handed_on() is None
 
 
 def test_no_band_is_still_running_when_a_failure_is_raised(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from app.core.resources.cpus import process_cpus
 
@@ -55,49 +55,76 @@ def map_bands(work: Callable[[int, int], Result], height: int, max_rows: int) ->
     """``work(top, bottom)`` for every band of ``height`` rows, results in band order, on the usable CPUs.
 
     The caller's thread works the bands too, beside ``process_cpus() - 1`` of the pool's threads, each taking
-    the next band as it finishes one (``_work_shared``): the caller is on a core already, while a pool thread
+    the next band as it finishes one (``SharedBands``): the caller is on a core already, while a pool thread
     woken from idle starts 0.2-0.6 ms later (``python -m bench.changes``), so small work is mostly the caller's.
     The 1080p PNG overlay: 111.1 against 116.1 ms with the pool's threads alone (the same run).
-    The first band's exception is raised, once every band taken has finished.
+    Each result is handed on, in order, as soon as it and those before it are done, and not held after: a
+    consumer joining them (the PNG's deflate) never holds them all. The first band's exception is raised once
+    every band taken has finished; no band starts after it, or after the consumer stops.
     """
     workers = process_cpus()
     bands = row_bands(height, workers, max_rows)
     if workers == 1 or len(bands) <= 1:
         return (work(top, bottom) for top, bottom in bands)
-    return iter(_work_shared(work, bands, _shared_pool(workers), helpers=workers - 1))
+    return SharedBands(work, bands).results(_shared_pool(workers), helpers=workers - 1)
 
 
-def _work_shared(work: Callable[[int, int], Result], bands: list[tuple[int, int]], pool: ThreadPoolExecutor,
-                 helpers: int) -> list[Result]:
-    """Every band worked by the caller and ``helpers`` pool threads taking bands in order from one queue; after a
-    band fails, no further band is started."""
-    queue = iter(enumerate(bands))
-    lock = threading.Lock()
-    results: dict[int, Result] = {}
-    failed = threading.Event()
+class SharedBands(Generic[Result]):
+    """Bands taken in order from one queue by whichever thread is free: the caller's and the pool's."""
 
-    def take_bands() -> None:
-        while not failed.is_set():
-            with lock:
-                taken = next(queue, None)
-            if taken is None:
-                return
-            index, (top, bottom) = taken
-            try:
-                results[index] = work(top, bottom)
-            except BaseException:
-                failed.set()
-                raise
+    def __init__(self, work: Callable[[int, int], Result], bands: list[tuple[int, int]]) -> None:
+        self._work, self._count = work, len(bands)
+        self._queue = iter(enumerate(bands))
+        self._changed = threading.Condition()  # guards everything below; notified when a band ends
+        self._done: dict[int, Result] = {}
+        self._errors: list[BaseException] = []
+        self._stopped = False
 
-    started = [pool.submit(take_bands) for _ in range(helpers)]
-    try:
-        take_bands()
-    finally:
-        done = [future.exception() for future in started]  # waits: no band runs past this call
-    raised = next((error for error in done if error is not None), None)
-    if raised is not None:
-        raise raised
-    return [results[index] for index in range(len(bands))]
+    def results(self, pool: ThreadPoolExecutor, helpers: int) -> Iterator[Result]:
+        helping = [pool.submit(self._take_all) for _ in range(helpers)]
+        try:
+            for index in range(self._count):
+                yield self._result(index)
+        finally:
+            with self._changed:
+                self._stopped = True
+            for helper in helping:
+                helper.result()  # every band taken has finished: none runs past this generator
+
+    def _result(self, index: int) -> Result:
+        """Band ``index``'s result, working other bands meanwhile; the first band's exception instead."""
+        while True:
+            with self._changed:
+                if self._errors:
+                    raise self._errors[0]
+                if index in self._done:
+                    return self._done.pop(index)
+            if not self._take_one():
+                with self._changed:
+                    self._changed.wait_for(lambda: index in self._done or bool(self._errors))
+
+    def _take_all(self) -> None:
+        while self._take_one():
+            pass
+
+    def _take_one(self) -> bool:
+        """Works the next band; False when none is left to take (or the bands stopped)."""
+        with self._changed:
+            taken = None if self._stopped or self._errors else next(self._queue, None)
+        if taken is None:
+            return False
+        index, (top, bottom) = taken
+        try:
+            result = self._work(top, bottom)
+        except BaseException as error:
+            with self._changed:
+                self._errors.append(error)
+                self._changed.notify_all()
+            return False
+        with self._changed:
+            self._done[index] = result
+            self._changed.notify_all()
+        return True
 
 
 def run_bands(work: Callable[[int, int], None], height: int, max_rows: int) -> None:
