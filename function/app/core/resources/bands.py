@@ -26,16 +26,19 @@ from typing import Generic, TypeVar
 from app.core.resources.cpus import process_cpus
 
 Result = TypeVar("Result")
-# A band's pixels at most: ~4 MB of a float or RGB band (Pillow keeps RGB in 4 bytes), cache-sized. Right after the
-# model, the 1080p upsample took 5.4 ms in 2 bands of 540 rows against 5.9 in 6 of 180, and the 12 MP one 24.6 in
-# bands of 256 rows against 27.6 of 540; the blend the same way (2026-12-07). The PNG's bands are its own
-# (``app.core.output.png.STRIPE_BYTES``): deflate wants less.
-BAND_PIXELS = 1 << 20
+# A band's pixels at most: ~2 MB of a float or RGB band (Pillow keeps RGB in 4 bytes), cache-sized, and enough
+# bands that the caller need not wait long for a pool thread that starts late. In one process, right after the
+# model, 1080p's upsample took 5.4 ms in 2 bands of 540 rows against 5.9 in 6 of 180; but served, after an idle
+# pause (two uvicorns side by side, requests alternating 0.2 s apart, 2026-12-07), 2 bands lost 0.5-2 ms to the
+# pool thread waking late, and bands of 512 Kpx (4 at 1080p) did as well as or better than 256 Kpx and 1 Mpx.
+# The PNG's bands are its own (``app.core.output.png.STRIPE_BYTES``): deflate wants less.
+BAND_PIXELS = 1 << 19
 
 
 def rows_per_band(width: int) -> int:
     """The rows of a ``width``-pixel-wide band of ``BAND_PIXELS``, at least 1."""
     return max(1, BAND_PIXELS // max(width, 1))
+
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
