@@ -26,6 +26,7 @@ import numpy as np
 import requests
 from PIL import Image
 
+from app.http.work_queue import IDLE_TRIM_S
 from bench import REPO
 from bench.bytes_per_pixel import encoders
 from bench.memory import vmrss_mb
@@ -35,7 +36,8 @@ from bench.server import Server, server_timing
 
 OUT = REPO / "bench" / "out"
 RESULTS = REPO / "bench" / "history.json"
-IDLE_SETTLE_S = 1.0  # the worker thread trims the heap after its answer is sent: let it finish
+# The server trims its heap once it has been idle for IDLE_TRIM_S (app.http.work_queue): idle RSS is read after it
+IDLE_SETTLE_S = IDLE_TRIM_S + 1.0
 logger = logging.getLogger("bench.history")
 
 

@@ -13,6 +13,11 @@ requests still count until their thread is done with them; a share when the work
 finishes and, with ``run_holding``, the caller lets go too (once the answer is sent). A
 request cancelled while it waits gives both back at once. Works under any asyncio loop
 (uvicorn's, Mangum's, a test client's): the pool and the budget are loop-independent.
+
+Once no request has run or waited for ``IDLE_TRIM_S``, the C heap is handed back to the system
+(``app.core.resources.memory.trim_heap``): a busy server's next request reuses the last one's freed
+buffers instead of faulting them back in (the pipeline trims only after large requests itself), and
+an idle one does not keep them.
 """
 
 from __future__ import annotations
@@ -21,13 +26,18 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from threading import Timer
 from typing import TypeVar
 
 from app.core.resources.budget import Estimate, MemoryBudget, Share
 from app.core.resources.cpus import process_cpus
+from app.core.resources.memory import trim_heap
 from app.core.settings import Settings
 
 T = TypeVar("T")
+# Seconds with nothing running or waiting before the heap is trimmed: longer than the gap between requests
+# of a busy client, so only a server left idle pays the next request's page faults (bench.history waits it).
+IDLE_TRIM_S = 2.0
 
 
 class QueueFull(Exception):
@@ -44,6 +54,7 @@ class WorkQueue:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
         self._lock = threading.Lock()
         self._admitted = 0
+        self._went_idle = 0  # how many times the queue has emptied: a trim waits for the latest
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkQueue:
@@ -125,3 +136,17 @@ class WorkQueue:
     def _free_place(self) -> None:
         with self._lock:
             self._admitted -= 1
+            if self._admitted:
+                return
+            self._went_idle += 1
+            idle_since = self._went_idle
+        trim = Timer(IDLE_TRIM_S, self._trim_if_still_idle, args=(idle_since,))
+        trim.daemon = True
+        trim.start()
+
+    def _trim_if_still_idle(self, idle_since: int) -> None:
+        """The heap trimmed, unless a request came (and maybe went) since the queue emptied ``idle_since``."""
+        with self._lock:
+            if self._admitted or self._went_idle != idle_since:
+                return
+        trim_heap()

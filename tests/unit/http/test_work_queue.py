@@ -14,6 +14,7 @@ from app.core.decoding.imaging import Header
 from app.core.resources.budget import Estimate, MemoryBudget, OverBudget
 from app.core.resources.cpus import usable_cpus
 from app.core.settings import Settings
+from app.http import work_queue
 from app.http.work_queue import QueueFull, WorkQueue
 
 T = TypeVar("T")
@@ -310,3 +311,81 @@ def test_closing_cancels_the_work_still_waiting() -> None:
 
     ended_early, finished, cancelled = run(scenario())
     assert (ended_early, finished, type(cancelled)) == (False, "done", asyncio.CancelledError)
+
+
+# --- the heap handed back once the queue has been idle ------------------------------------------
+
+
+class IdleTimers:
+    """``threading.Timer`` as the work queue starts it, recorded instead of run: a test fires them in its order."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[float, Callable[..., None], tuple[Any, ...]]] = []
+
+    def __call__(self, interval: float, function: Callable[..., None], args: tuple[Any, ...] = ()) -> IdleTimers:
+        self.started.append((interval, function, args))
+        return self
+
+    daemon = False
+
+    def start(self) -> None:
+        """The timer ``__call__`` recorded is started: nothing to do until a test fires it."""
+
+    def fire_all(self) -> None:
+        for _, function, args in self.started:
+            function(*args)
+
+
+@pytest.fixture
+def timers(monkeypatch: pytest.MonkeyPatch) -> IdleTimers:
+    recorded = IdleTimers()
+    monkeypatch.setattr(work_queue, "Timer", recorded)
+    return recorded
+
+
+@pytest.fixture
+def trims(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    done: list[None] = []
+    monkeypatch.setattr(work_queue, "trim_heap", lambda: done.append(None))
+    return done
+
+
+def test_the_heap_is_trimmed_once_the_queue_has_stayed_idle(timers: IdleTimers, trims: list[None]) -> None:
+    queue = WorkQueue(workers=2, max_waiting=0)
+    run(queue.run(lambda: None))
+    assert trims == [] and [interval for interval, _, _ in timers.started] == [work_queue.IDLE_TRIM_S]
+    timers.fire_all()  # IDLE_TRIM_S later, nothing else came
+    assert len(trims) == 1
+
+
+def test_a_request_within_the_idle_wait_cancels_the_trim_before_it(timers: IdleTimers, trims: list[None]) -> None:
+    queue = WorkQueue(workers=1, max_waiting=0)
+    for _ in range(3):  # each came before the last one's wait was over
+        run(queue.run(lambda: None))
+    timers.fire_all()
+    assert len(timers.started) == 3 and len(trims) == 1  # only the last idle period's wait trims
+
+
+def test_no_trim_while_work_is_still_running(timers: IdleTimers, trims: list[None]) -> None:
+    queue = WorkQueue(workers=2, max_waiting=0)
+    release = threading.Event()
+
+    async def one_quick_one_long() -> None:
+        long = asyncio.ensure_future(queue.run(lambda: release.wait(10)))
+        await asyncio.sleep(0)
+        await queue.run(lambda: None)
+        assert timers.started == []  # the long one still runs: the queue never emptied
+        release.set()
+        await long
+
+    run(one_quick_one_long())
+    timers.fire_all()
+    assert len(timers.started) == 1 and len(trims) == 1
+
+
+def test_a_request_running_when_the_wait_ends_is_not_trimmed_under(timers: IdleTimers, trims: list[None]) -> None:
+    queue = WorkQueue(workers=1, max_waiting=0)
+    run(queue.run(lambda: None))
+    fired: list[int] = []
+    run(queue.run(lambda: (timers.fire_all(), fired.append(len(trims)))))  # the first wait ends mid-request
+    assert fired == [0]

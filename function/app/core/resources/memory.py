@@ -22,8 +22,8 @@ def trim_heap() -> None:
 # A request of at most this many pixels leaves its freed buffers in the heap for the next one to reuse:
 # trimming them after a 1080p request (2.07 MP) made the next one fault them back in, page by page, ~3-4 ms
 # of its ~40 ms around the model at 1080p (python -m bench.changes: "heap trimmed after every request"). A larger
-# request (a 12 MP photo's image and mask are 60 MB) is trimmed after, so the idle server holds at most
-# what one request this size frees (~6 B/px: docs/benchmarks.md, "Memory per pixel").
+# request (a 12 MP photo's image and mask are 60 MB) is trimmed after. The HTTP server also trims once it has
+# been idle for a while (``app.http.work_queue.IDLE_TRIM_S``), so an idle server keeps none of it.
 KEEP_FREED_UP_TO_PIXELS = 4_000_000
 
 
