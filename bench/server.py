@@ -82,9 +82,13 @@ class KeepAliveClient:
                                                       timeout=REQUEST_TIMEOUT_S)
 
     def post(self) -> tuple[dict[str, float], int]:
-        """One answer's stage timings and size; an answer other than 200 raises."""
-        self._connection.request("POST", self._path, self._body, self._headers)
-        response = self._connection.getresponse()
+        """One answer's stage timings and size; an answer other than 200 raises. A connection the server closed
+        while idle (uvicorn's keep-alive timeout, 5 s by default) is opened again, once."""
+        try:
+            response = self._exchange()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self._connection.close()  # the next request opens a new one
+            response = self._exchange()
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"POST {self._path}: {response.status} {body[:200]!r}")
@@ -92,6 +96,10 @@ class KeepAliveClient:
 
     def close(self) -> None:
         self._connection.close()
+
+    def _exchange(self) -> http.client.HTTPResponse:
+        self._connection.request("POST", self._path, self._body, self._headers)
+        return self._connection.getresponse()
 
 
 class Server:

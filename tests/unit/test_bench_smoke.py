@@ -5,6 +5,7 @@ No timing is asserted here: speed goals are checked by ``make bench`` (docs/benc
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from pathlib import Path
 
@@ -75,6 +76,18 @@ def test_the_keep_alive_client_refuses_an_answer_other_than_200(bundled_model_pa
         client = KeepAliveClient(server.url, not_an_image)
         with pytest.raises(RuntimeError, match="POST /predict: 400"):
             client.post()
+        client.close()
+
+
+def test_the_keep_alive_client_opens_a_connection_the_server_closed(bundled_model_path: Path, tmp_path: Path) -> None:
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(photo_jpeg(64, 48))
+    with Server(bundled_model_path, tmp_path / "server.log", uvicorn_args=("--timeout-keep-alive", "1")) as server:
+        server.wait_ready()
+        client = KeepAliveClient(server.url, image)
+        first = client.post()
+        time.sleep(1.5)  # uvicorn closes the idle connection
+        assert client.post()[1] == first[1]
         client.close()
 
 

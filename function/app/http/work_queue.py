@@ -55,6 +55,7 @@ class WorkQueue:
         self._lock = threading.Lock()
         self._admitted = 0
         self._went_idle = 0  # how many times the queue has emptied: a trim waits for the latest
+        self._trim: Timer | None = None  # the wait for the latest idle period's trim, cancelled by the next request
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkQueue:
@@ -127,6 +128,9 @@ class WorkQueue:
                 raise QueueFull(f"{self.capacity} requests are running or waiting already ({self.workers} workers, "
                                 f"{self.capacity - self.workers} places in the queue)")
             self._admitted += 1
+            trim, self._trim = self._trim, None
+        if trim is not None:
+            trim.cancel()  # no thread left sleeping per request: one waits at most
 
     def _work_done(self, share: Share) -> None:
         """The work let go of its share and its place (whether it finished, failed or was cancelled)."""
@@ -140,7 +144,7 @@ class WorkQueue:
                 return
             self._went_idle += 1
             idle_since = self._went_idle
-        trim = Timer(IDLE_TRIM_S, self._trim_if_still_idle, args=(idle_since,))
+            trim = self._trim = Timer(IDLE_TRIM_S, self._trim_if_still_idle, args=(idle_since,))
         trim.daemon = True
         trim.start()
 

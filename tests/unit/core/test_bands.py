@@ -3,6 +3,7 @@ one CPU: the caller's thread alone."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import weakref
@@ -123,3 +124,58 @@ def test_with_several_cpus_work_beside_runs_on_the_pool_and_raises_in_the_caller
     with pytest.raises(ValueError, match="decode failed"):
         bands.beside(fail)()
 
+
+
+def test_a_helper_queued_behind_other_work_does_not_hold_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN every thread of the shared pool busy with another request's work (a decode beside its model)
+    monkeypatch.setattr(bands, "process_cpus", lambda: 2)
+    pool, busy = bands._shared_pool(2), threading.Event()
+    blockers = [pool.submit(busy.wait, 10) for _ in range(pool._max_workers)]
+    try:
+        # WHEN bands are mapped THEN the caller works them all and returns without waiting for the queued helper
+        done = threading.Event()
+        caller = threading.Thread(target=lambda: (list(map_bands(lambda top, bottom: top, 100, 10)), done.set()))
+        caller.start()
+        assert done.wait(5), "map_bands waited for a helper that had not started"
+    finally:
+        busy.set()
+        for blocker in blockers:
+            blocker.result()
+
+
+def test_a_failed_bands_work_is_let_go_without_a_garbage_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bands, "process_cpus", lambda: 2)
+    image = Piece()  # what a band's work holds: an image, a mask
+    held = weakref.ref(image)
+
+    def work(top: int, bottom: int, image: Piece = image) -> Piece:
+        if top == 50:
+            raise MemoryError("band 50")
+        return image
+
+    del image
+    gc.disable()
+    try:
+        with pytest.raises(MemoryError):
+            list(map_bands(work, 100, 10))
+        del work
+        assert held() is None
+    finally:
+        gc.enable()
+
+
+def test_a_consumer_that_closes_early_stops_the_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bands, "process_cpus", lambda: 2)
+    started: list[int] = []
+
+    def work(top: int, bottom: int) -> int:
+        started.append(top)
+        time.sleep(0.005)
+        return top
+
+    results = map_bands(work, 1000, 10)  # 100 bands
+    assert next(results) == 0
+    results.close()  # type: ignore[attr-defined]
+    count = len(started)
+    time.sleep(0.05)
+    assert len(started) == count < 20  # none started after the close, and the close came early

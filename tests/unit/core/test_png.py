@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zlib
+from collections.abc import Iterable
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from PIL import Image
 
 from app.core.output import png
 from app.core.output.png import PNG_SIGNATURE, adler32_combine, encode_png, encode_png_levels, stripe_rows
+from app.core.resources import bands
 
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4}
 
@@ -199,3 +202,30 @@ def test_a_many_band_png_is_one_valid_zlib_stream_that_libpng_reads(monkeypatch:
     raw = zlib.decompress(idat)  # raises on a bad stream or checksum
     assert len(raw) == image.height * (1 + 3 * image.width)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), np.asarray(image))
+
+
+def test_a_png_that_fails_while_written_stops_its_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file being written raises after the first piece (e.g. out of memory): no further band is deflated."""
+    monkeypatch.setattr(bands, "process_cpus", lambda: 2)
+    monkeypatch.setattr(png, "STRIPE_BYTES", SMALL_STRIPE_BYTES)
+    deflated: list[int] = []
+    real_band, real_append = png._deflate_band, png._append_chunk
+
+    def counted_band(rows_of: png.RowsOf, height: int, top: int, bottom: int) -> tuple[bytes, int, int]:
+        deflated.append(top)
+        time.sleep(0.001)
+        return real_band(rows_of, height, top, bottom)
+
+    def failing_append(out: bytearray, tag: bytes, pieces: Iterable[bytes]) -> None:
+        if tag == b"IDAT":
+            next(iter(pieces))
+            raise MemoryError("the file could not grow")
+        real_append(out, tag, pieces)
+
+    monkeypatch.setattr(png, "_deflate_band", counted_band)
+    monkeypatch.setattr(png, "_append_chunk", failing_append)
+    with pytest.raises(MemoryError):
+        encode_png(_random_image("L", 33, 400 * stripe_rows(33, 1)))
+    count = len(deflated)
+    time.sleep(0.05)
+    assert len(deflated) == count < 100  # of 400 bands: none deflated after the failure

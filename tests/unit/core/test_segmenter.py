@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from app.core.inference.contract import InvalidModel
-from app.core.inference.segmenter import Segmenter, open_session, sigmoid, upsample_mask
+from app.core.inference.segmenter import Segmenter, open_session, sigmoid, upsample_mask, upsample_probabilities
 from app.core.resources import bands
 from app.core.resources.cpus import usable_cpus
 from tests.samples import DISPLAY_P3_ICC
@@ -185,6 +185,14 @@ def test_a_tall_mask_is_upsampled_band_by_band_from_the_whole_source(monkeypatch
     mask = upsample_mask(logits, (10, 600), 0.5)
     # THEN the edge lies across the middle once, not once in every band
     assert mask.shape == (600, 10) and mask[:290].all() and not mask[310:].any()
+
+
+@pytest.mark.parametrize(("probability", "expected"), [(1.7, True), (-0.4, False), (float("nan"), False),
+                                                     (float("inf"), True)])
+def test_probabilities_out_of_range_give_a_valid_mask(probability: float, expected: bool) -> None:
+    """A caller's probabilities outside [0, 1] (offline scoring passes its own) still give bools of 0 or 1."""
+    mask = upsample_probabilities(np.full((4, 4), probability, dtype=np.float32), (9, 7), 0.5)
+    assert set(np.unique(mask.view(np.uint8)).tolist()) == {int(expected)}
 
 
 @pytest.mark.parametrize(("value", "expected"), [(8.0, True), (-8.0, False)])

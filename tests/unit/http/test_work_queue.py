@@ -316,24 +316,37 @@ def test_closing_cancels_the_work_still_waiting() -> None:
 # --- the heap handed back once the queue has been idle ------------------------------------------
 
 
-class IdleTimers:
-    """``threading.Timer`` as the work queue starts it, recorded instead of run: a test fires them in its order."""
+class IdleTimer:
+    """One ``threading.Timer`` as the work queue starts it, recorded instead of run."""
 
-    def __init__(self) -> None:
-        self.started: list[tuple[float, Callable[..., None], tuple[Any, ...]]] = []
-
-    def __call__(self, interval: float, function: Callable[..., None], args: tuple[Any, ...] = ()) -> IdleTimers:
-        self.started.append((interval, function, args))
-        return self
-
-    daemon = False
+    def __init__(self, interval: float, function: Callable[..., None], args: tuple[Any, ...] = ()) -> None:
+        self.interval, self.function, self.args = interval, function, args
+        self.daemon, self.started, self.cancelled = False, False, False
 
     def start(self) -> None:
-        """The timer ``__call__`` recorded is started: nothing to do until a test fires it."""
+        self.started = True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class IdleTimers:
+    """Every timer the work queue made; a test fires the ones still waiting, in its own order."""
+
+    def __init__(self) -> None:
+        self.made: list[IdleTimer] = []
+
+    def __call__(self, interval: float, function: Callable[..., None], args: tuple[Any, ...] = ()) -> IdleTimer:
+        self.made.append(IdleTimer(interval, function, args))
+        return self.made[-1]
+
+    @property
+    def waiting(self) -> list[IdleTimer]:
+        return [timer for timer in self.made if timer.started and not timer.cancelled]
 
     def fire_all(self) -> None:
-        for _, function, args in self.started:
-            function(*args)
+        for timer in self.waiting:
+            timer.function(*timer.args)
 
 
 @pytest.fixture
@@ -353,7 +366,7 @@ def trims(monkeypatch: pytest.MonkeyPatch) -> list[None]:
 def test_the_heap_is_trimmed_once_the_queue_has_stayed_idle(timers: IdleTimers, trims: list[None]) -> None:
     queue = WorkQueue(workers=2, max_waiting=0)
     run(queue.run(lambda: None))
-    assert trims == [] and [interval for interval, _, _ in timers.started] == [work_queue.IDLE_TRIM_S]
+    assert trims == [] and [timer.interval for timer in timers.waiting] == [work_queue.IDLE_TRIM_S]
     timers.fire_all()  # IDLE_TRIM_S later, nothing else came
     assert len(trims) == 1
 
@@ -362,8 +375,9 @@ def test_a_request_within_the_idle_wait_cancels_the_trim_before_it(timers: IdleT
     queue = WorkQueue(workers=1, max_waiting=0)
     for _ in range(3):  # each came before the last one's wait was over
         run(queue.run(lambda: None))
+    assert len(timers.made) == 3 and len(timers.waiting) == 1  # each request cancelled the wait before it
     timers.fire_all()
-    assert len(timers.started) == 3 and len(trims) == 1  # only the last idle period's wait trims
+    assert len(trims) == 1
 
 
 def test_no_trim_while_work_is_still_running(timers: IdleTimers, trims: list[None]) -> None:
@@ -374,18 +388,22 @@ def test_no_trim_while_work_is_still_running(timers: IdleTimers, trims: list[Non
         long = asyncio.ensure_future(queue.run(lambda: release.wait(10)))
         await asyncio.sleep(0)
         await queue.run(lambda: None)
-        assert timers.started == []  # the long one still runs: the queue never emptied
+        assert timers.made == []  # the long one still runs: the queue never emptied
         release.set()
         await long
 
     run(one_quick_one_long())
     timers.fire_all()
-    assert len(timers.started) == 1 and len(trims) == 1
+    assert len(timers.made) == 1 and len(trims) == 1
 
 
 def test_a_request_running_when_the_wait_ends_is_not_trimmed_under(timers: IdleTimers, trims: list[None]) -> None:
     queue = WorkQueue(workers=1, max_waiting=0)
     run(queue.run(lambda: None))
-    fired: list[int] = []
-    run(queue.run(lambda: (timers.fire_all(), fired.append(len(trims)))))  # the first wait ends mid-request
-    assert fired == [0]
+    first = timers.made[0]  # its wait ended just as the next request came: too late to cancel it
+
+    def the_wait_ends_now() -> None:
+        first.function(*first.args)
+
+    run(queue.run(the_wait_ends_now))
+    assert trims == [] and first.cancelled

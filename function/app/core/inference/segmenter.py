@@ -191,5 +191,9 @@ def threshold_shifted(probabilities: np.ndarray, threshold: float) -> np.ndarray
     ~1e-7 of the threshold), and Pillow's "F" to "L" conversion, which truncates (``f2l`` in Convert.c), makes
     them 1 or 0."""
     scale = np.float32(0.99 / max(threshold, 1.0 - threshold))
-    shifted = (np.ascontiguousarray(probabilities, dtype=np.float32) - np.float32(threshold)) * scale
+    # Probabilities outside [0, 1] (a caller's, not the sigmoid's) would give levels of 2 and more, not a bool's
+    # 0 or 1; NaN is background, as it is never >= the threshold
+    shifted = np.nan_to_num(np.clip(np.asarray(probabilities, dtype=np.float32), 0.0, 1.0), nan=0.0)
+    shifted -= np.float32(threshold)
+    shifted *= scale
     return np.add(shifted, np.float32(1.0), out=shifted)

@@ -46,7 +46,8 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
+from contextlib import closing
 from functools import partial
 
 import numpy as np
@@ -102,7 +103,8 @@ def _encode(width: int, height: int, mode: str, rows_of: RowsOf, icc_profile: by
     if icc_profile:
         _append_chunk(out, b"iCCP", [icc_chunk_data(icc_profile)])
     channels = len(mode)  # L, RGB, RGBA: a letter a channel
-    _append_chunk(out, b"IDAT", _deflate_up_filtered(rows_of, height, stripe_rows(width, channels)))
+    with closing(_deflate_up_filtered(rows_of, height, stripe_rows(width, channels))) as pieces:
+        _append_chunk(out, b"IDAT", pieces)  # if this raises, closing stops the bands not yet started
     _append_chunk(out, b"IEND", [])
     return out
 
@@ -112,7 +114,7 @@ def icc_chunk_data(profile: bytes) -> bytes:
     return ICC_NAME + b"\x00\x00" + zlib.compress(profile)
 
 
-def _deflate_up_filtered(rows_of: RowsOf, height: int, rows_per_stripe: int) -> Iterator[bytes]:
+def _deflate_up_filtered(rows_of: RowsOf, height: int, rows_per_stripe: int) -> Generator[bytes, None, None]:
     """One zlib stream of Up-filtered scanlines, each prefixed by its filter byte (PNG spec 7.3), in pieces.
 
     As pigz does (https://zlib.net/pigz/pigz.pdf, "independent blocks"): each band of rows is filtered and
