@@ -193,7 +193,8 @@ def threshold_shifted(probabilities: np.ndarray, threshold: float) -> np.ndarray
     scale = np.float32(0.99 / max(threshold, 1.0 - threshold))
     # Probabilities outside [0, 1] (a caller's, not the sigmoid's) would give levels of 2 and more, not a bool's
     # 0 or 1; NaN is background, as it is never >= the threshold
-    shifted = np.nan_to_num(np.clip(np.asarray(probabilities, dtype=np.float32), 0.0, 1.0), nan=0.0)
+    shifted = np.clip(np.asarray(probabilities, dtype=np.float32), 0.0, 1.0)  # a new array: worked in place below
+    np.nan_to_num(shifted, copy=False, nan=0.0)
     shifted -= np.float32(threshold)
     shifted *= scale
     return np.add(shifted, np.float32(1.0), out=shifted)
