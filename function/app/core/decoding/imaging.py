@@ -23,6 +23,9 @@ HEIF and AVIF: their ``irot``/``imir``, once, ``app.core.decoding.heif``) and co
   10- and 12-bit HEIF and AVIF are scaled to 8 bits by their decoders;
 - CMYK, YCbCr, 1-bit and palette images convert with Pillow's conversions.
 
+A compressed TIFF of several bands of strips is decoded a band at a time (``app.core.decoding.tiff``):
+libtiff would otherwise hold the whole file beside its pixels.
+
 The decoded image's ``info`` holds one entry at most: ``icc_profile``, the input's RGB
 ICC profile (``app.core.decoding.colour.rgb_profile``); the rest described the file, not these
 pixels. Anything Pillow raises while decoding becomes ``CorruptImage`` (400), or
@@ -41,11 +44,12 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, TiffImagePlugin, UnidentifiedImageError
 
 from app.core.decoding.colour import rgb_profile
 from app.core.decoding.gif import gif_canvas
 from app.core.decoding.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
+from app.core.decoding.tiff import decode_in_bands
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")  # Pillow's plugin names
 ACCEPTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
@@ -259,12 +263,23 @@ def _decoded(image: ImageFile.ImageFile, orientation: int | None = None) -> Imag
     """An opened image decoded, converted to RGB and made upright (``orientation``, or its EXIF's read after
     decoding: a PNG may store it after the pixels), its RGB profile its only ``info``."""
     with _rejecting_decode_errors():
-        image.load()
+        pixels = _load(image)
         orientation = exif_orientation(image) if orientation is None else orientation
         profile = rgb_profile(image)
-        decoded = upright(to_rgb(image), orientation)
+        decoded = upright(to_rgb(pixels), orientation)
     decoded.info = {"icc_profile": profile} if profile else {}
     return decoded
+
+
+def _load(image: ImageFile.ImageFile) -> Image.Image:
+    """``image``'s pixels: a compressed TIFF's a band of strips at a time where its layout allows
+    (``app.core.decoding.tiff``: its file is never held whole), any other image's by Pillow's ``load``."""
+    if isinstance(image, TiffImagePlugin.TiffImageFile):
+        banded = decode_in_bands(image)
+        if banded is not None:
+            return banded
+    image.load()
+    return image
 
 
 def _open_checked(upload: Upload, limits: DecodeLimits) -> ImageFile.ImageFile:

@@ -1,0 +1,148 @@
+"""A compressed TIFF decoded a band of strips at a time, so its file is never held whole in memory.
+
+Pillow decodes every compressed TIFF with libtiff in one call (``TiffImagePlugin._load_libtiff``).
+Given a file, libtiff maps all of it; given a stream without a descriptor, Pillow reads all of it
+into memory. A 40 MP LZW TIFF is ~138 MB: 3.5 bytes per pixel beside the decoded image
+(docs/benchmarks.md, "Memory per pixel"). A strip is compressed on its own (TIFF 6.0, section 3:
+"StripOffsets"), so a band of them is a complete image: ``decode_in_bands`` copies each band's
+strips out of the file into a small TIFF of its own (the original's byte order and pixel tags, only
+that band's rows) that Pillow and libtiff decode as before, and pastes the band into the image. The
+pixels are the same; the file is read a band at a time.
+
+Only striped, contiguous, single-plane layouts with a lossless, per-strip compression are banded
+(``BANDED_COMPRESSIONS``); YCbCr, tiles, separate planes, a file of one band and a strip table that
+does not fit the file or the image (which libtiff words its own error for) decode whole, as before.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from PIL import Image, TiffImagePlugin, TiffTags
+
+from app.core.resources.bands import rows_per_band
+
+# Pillow's names (TiffImagePlugin.COMPRESSION_INFO) of the codecs whose strips decode on their own.
+BANDED_COMPRESSIONS = frozenset({"tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "zstd"})
+
+# What libtiff needs to decode a strip's pixels, copied into each band's TIFF; never an offset into the
+# original file (EXIF, GPS, sub-IFDs), so a band's TIFF refers to nothing outside itself.
+PIXEL_TAGS = (
+    258,  # BitsPerSample
+    259,  # Compression
+    262,  # PhotometricInterpretation
+    266,  # FillOrder
+    277,  # SamplesPerPixel
+    284,  # PlanarConfiguration
+    317,  # Predictor
+    320,  # ColorMap
+    338,  # ExtraSamples
+    339,  # SampleFormat
+)
+IMAGE_WIDTH, IMAGE_LENGTH, STRIP_BYTE_COUNTS = 256, 257, 279
+PLANAR_CONTIGUOUS, PHOTOMETRIC_YCBCR = 1, 6
+
+
+@dataclass(frozen=True)
+class StripLayout:
+    """Where a TIFF's strips lie in its file, and how many rows each holds (the last may hold fewer)."""
+
+    offsets: tuple[int, ...]
+    byte_counts: tuple[int, ...]
+    rows_per_strip: int
+    height: int
+
+    def bands(self, strips_per_band: int) -> Iterator[tuple[int, int, range]]:
+        """(top row, rows, strip indices) of each band of ``strips_per_band`` strips, top to bottom."""
+        for first in range(0, len(self.offsets), strips_per_band):
+            top = first * self.rows_per_strip
+            strips = range(first, min(first + strips_per_band, len(self.offsets)))
+            yield top, min(len(strips) * self.rows_per_strip, self.height - top), strips
+
+
+def decode_in_bands(image: TiffImagePlugin.TiffImageFile, band_rows: int | None = None) -> Image.Image | None:
+    """``image``'s pixels (its mode, size and ``info``), decoded ``band_rows`` rows at a time (at least a
+    strip; ``rows_per_band`` by default); None where its layout is not banded (the module docstring)."""
+    layout = strip_layout(image)
+    band_rows = band_rows or rows_per_band(image.width)
+    if layout is None or band_rows >= image.height:
+        return None  # one band: nothing to gain
+    strips_per_band = max(1, band_rows // layout.rows_per_strip)
+    if strips_per_band >= len(layout.offsets):
+        return None  # a strip taller than a band: one band
+    decoded = Image.new(image.mode, image.size)
+    if image.palette is not None:
+        decoded.putpalette(image.palette)
+    for top, rows, strips in layout.bands(strips_per_band):
+        band = _decode_band(image, layout, strips, rows)
+        if band.mode != image.mode or band.size != (image.width, rows):
+            return None  # read differently on its own: the whole file is decoded instead
+        decoded.paste(band, (0, top))
+    decoded.info = dict(image.info)
+    return decoded
+
+
+def strip_layout(image: TiffImagePlugin.TiffImageFile) -> StripLayout | None:
+    """The strips of a banded layout (the module docstring) that all lie inside the file; else None."""
+    tags = image.tag_v2
+    if (image.info.get("compression") not in BANDED_COMPRESSIONS or tags.get(284, 1) != PLANAR_CONTIGUOUS
+            or tags.get(262) == PHOTOMETRIC_YCBCR or TiffImagePlugin.STRIPOFFSETS not in tags):
+        return None
+    offsets, counts = _as_tuple(tags[TiffImagePlugin.STRIPOFFSETS]), _as_tuple(tags.get(STRIP_BYTE_COUNTS))
+    rows_per_strip = tags.get(TiffImagePlugin.ROWSPERSTRIP, image.height)
+    if not isinstance(rows_per_strip, int) or rows_per_strip < 1 or not _fits(offsets, counts, image):
+        return None
+    rows_per_strip = min(rows_per_strip, image.height)
+    if len(offsets) != math.ceil(image.height / rows_per_strip):
+        return None
+    return StripLayout(offsets, counts, rows_per_strip, image.height)
+
+
+def _fits(offsets: tuple[int, ...], counts: tuple[int, ...], image: TiffImagePlugin.TiffImageFile) -> bool:
+    assert image.fp is not None
+    size = image.fp.seek(0, io.SEEK_END)
+    return len(offsets) == len(counts) > 0 and all(
+        isinstance(offset, int) and isinstance(count, int) and 0 <= offset and 0 <= count and offset + count <= size
+        for offset, count in zip(offsets, counts, strict=True))
+
+
+def _as_tuple(value: object) -> tuple[int, ...]:
+    if isinstance(value, tuple):
+        return value
+    return () if value is None else (value,)  # type: ignore[return-value]
+
+
+def _decode_band(image: TiffImagePlugin.TiffImageFile, layout: StripLayout, strips: range,
+                 rows: int) -> Image.Image:
+    """The band's strips, read from ``image``'s file, decoded as a TIFF of their own."""
+    assert image.fp is not None
+    data = []
+    for strip in strips:
+        image.fp.seek(layout.offsets[strip])
+        data.append(image.fp.read(layout.byte_counts[strip]))
+    with Image.open(io.BytesIO(band_file(image, layout, data, rows)), formats=("TIFF",)) as band:
+        band.load()  # the pixels stay with the image once its file is closed
+        return band
+
+
+def band_file(image: TiffImagePlugin.TiffImageFile, layout: StripLayout, data: list[bytes], rows: int) -> bytes:
+    """A TIFF in ``image``'s byte order: its header, an IFD of its pixel tags for ``rows`` rows, then the strips
+    (``ImageFileDirectory_v2.tobytes`` moves the strip offsets past the IFD)."""
+    source = image.tag_v2
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=source.prefix)
+    for tag in PIXEL_TAGS:
+        value = source.get(tag)  # None for a tag absent, or present but unreadable (libtiff's default then)
+        if value is not None:
+            ifd[tag], ifd.tagtype[tag] = value, source.tagtype[tag]
+    starts = [0]
+    for strip_data in data[:-1]:
+        starts.append(starts[-1] + len(strip_data))
+    for tag, value in ((IMAGE_WIDTH, image.width), (IMAGE_LENGTH, rows), (TiffImagePlugin.ROWSPERSTRIP,
+                       layout.rows_per_strip), (TiffImagePlugin.STRIPOFFSETS, tuple(starts)),
+                       (STRIP_BYTE_COUNTS, tuple(len(strip_data) for strip_data in data))):
+        ifd[tag], ifd.tagtype[tag] = value, TiffTags.LONG
+    header = source.prefix + (b"\x2a\x00\x08\x00\x00\x00" if source.prefix == b"II" else b"\x00\x2a\x00\x00\x00\x08")
+    return header + ifd.tobytes(len(header)) + b"".join(data)
