@@ -17,7 +17,7 @@ from app.core.decoding.imaging import DecodeLimits
 from app.core.inference.segmenter import Segmenter, open_session
 from app.core.options import RenderOptions
 from app.core.pipeline import Rendered, render
-from app.core.resources.memory import limit_malloc_arenas
+from app.core.resources.memory import configure_malloc
 from app.core.settings import Settings
 from app.runtime import load_segmenter
 
@@ -33,8 +33,8 @@ class Pipeline:
 
 def load_pipeline(model_path: Path) -> Pipeline:
     """The model loaded as the entry points load it, with the default settings' limits and colours, and the C heap
-    as every entry's runtime sets it (``app.runtime``: one malloc arena)."""
-    limit_malloc_arenas()
+    as every entry's runtime sets it (``app.runtime``: one malloc arena, a fixed mmap threshold)."""
+    configure_malloc()
     settings = Settings(MODEL_URI=str(model_path))
     return Pipeline(load_segmenter(settings), *route_defaults(settings))
 

@@ -20,7 +20,7 @@ from app.aws.observability import configure_logging
 from app.core.inference import providers
 from app.core.inference.holder import ModelHolder
 from app.core.inference.segmenter import Segmenter
-from app.core.resources.memory import limit_malloc_arenas
+from app.core.resources.memory import configure_malloc
 from app.core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Runtime:
 def build_runtime(settings: Settings | None = None) -> Runtime:
     """Reads the settings (unless given), configures logging and loads the model now (a failure is retried later)."""
     settings = settings or get_settings()
-    limit_malloc_arenas()
+    configure_malloc()
     configure_logging(settings.LOG_LEVEL)
     holder = build_holder(settings)
     holder.try_load()

@@ -1,10 +1,17 @@
-"""The C heap between requests: a small request's freed memory stays for the next, a large one's goes back."""
+"""The C heap between requests: a small request's freed memory stays for the next, a large one's goes back;
+a large block goes back when freed, whatever was freed before it."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from app.core.resources import memory
+
+FUNCTION = Path(memory.__file__).parents[3]
 
 KEEP = memory.KEEP_FREED_UP_TO_PIXELS
 
@@ -23,3 +30,43 @@ def test_the_heap_is_trimmed_after_large_requests_only(pixels: int, trims: int,
     memory.trim_heap_after(pixels)
     assert len(calls) == trims
 
+
+
+# In a fresh interpreter: a 24 MiB block mapped and freed (glibc's dynamic rule would now serve blocks up to
+# its size from the heap, and keep twice that at the heap's top), then a block just over the mmap threshold
+# allocated, touched and freed. Prints the resident memory it added, in MB, once freed.
+FREED_BLOCK = """
+import ctypes, sys
+sys.path.insert(0, {function!r})
+from app.core.resources import memory
+if {configured}:
+    memory.configure_malloc()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def resident_mb():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 1e6
+
+def touched(size):
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    return block
+
+libc.free(touched(24 << 20))
+before = resident_mb()
+libc.free(touched(memory.MMAP_THRESHOLD_BYTES + (4 << 20)))
+print(resident_mb() - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc and /proc")
+@pytest.mark.parametrize(("configured", "kept_mb"), [(True, (-1, 1)), (False, (11, 14))])
+def test_a_large_block_goes_back_when_freed_whatever_was_freed_before(configured: bool,
+                                                                      kept_mb: tuple[float, float]) -> None:
+    # Unconfigured is glibc's own behaviour, shown so that the configured case is known to test something.
+    script = FREED_BLOCK.format(function=str(FUNCTION), configured=configured)
+    added = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                 check=True).stdout)
+    assert kept_mb[0] <= added <= kept_mb[1]
