@@ -5,10 +5,13 @@
 
 One fresh uvicorn (the served default model), warmed with two 1080p requests; then for
 each format a photo-like image of ``--megapixels`` is posted once (PNG overlay, the
-default answer): its peak RSS (VmHWM, reset before each request through
-/proc/PID/clear_refs) minus the warm RSS, divided by the pixels, is the bytes per
-pixel. The decoded RGB image alone is 3 B/px and the mask 1 B/px; the rest is the
-upload held in memory, decoder buffers and the encoded answer. These figures set
+default answer), each after one more 1080p request: its peak RSS (VmHWM, reset before
+each request through /proc/PID/clear_refs) minus the warm RSS, divided by the pixels,
+is the bytes per pixel. The 1080p request before each row makes every row's warm server
+the same: one that has just served a common request, the model's working memory held
+(a large request gives it back, ``app.core.inference.segmenter``; the next row would
+otherwise count its regrowth). The decoded RGB image alone is 4 B/px in Pillow (RGBX)
+and the mask 1 B/px; the rest is decoder buffers and the encoded answer. These figures set
 ``app.core.resources.budget.BYTES_PER_PIXEL``, what the memory budget admits requests by.
 """
 
@@ -86,6 +89,7 @@ def measure(megapixels: float) -> dict[str, Any]:
             requests.post(server.url, files={"file": warm_up}, timeout=300).raise_for_status()
         pid = server.process.pid  # type: ignore[union-attr]
         for name, data in files.items():
+            requests.post(server.url, files={"file": warm_up}, timeout=300).raise_for_status()
             warm = vmrss_mb(pid)
             reset_peak(pid)
             response = requests.post(server.url, files={"file": data}, timeout=600)

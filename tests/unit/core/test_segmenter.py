@@ -75,6 +75,33 @@ def test_segment_reports_each_stage(tiny: Segmenter) -> None:
     assert np.array_equal(prediction.mask, tiny.segment(noise(80, 60)).mask)  # deterministic
 
 
+class RunsRecorded:
+    """A session that records each run's arena shrinkage setting (None: no run options) and runs it."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session, self.shrinkage = session, []
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray], run_options: ort.RunOptions | None = None) -> list:
+        self.shrinkage.append(run_options and run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage"))
+        return self.session.run(outputs, feeds, run_options)
+
+
+@pytest.mark.parametrize(("size", "shrinkage"), [
+    ((1920, 1080), None),  # 1080p: the arena stays for the next request
+    ((2000, 2000), None),  # KEEP_FREED_UP_TO_PIXELS exactly
+    ((2000, 2001), "cpu:0"),
+    ((4000, 3000), "cpu:0"),  # a 12 MP photo: the arena is given back before its upsample, drawing and encoding
+])
+def test_a_large_images_inference_gives_the_models_working_memory_back(
+        tiny_model_path: Path, size: tuple[int, int], shrinkage: str | None) -> None:
+    segmenter = Segmenter(tiny_model_path, "0" * 64)
+    recorded = RunsRecorded(segmenter._session)
+    segmenter._session = recorded  # type: ignore[assignment]
+    mask = segmenter.segment_input(segmenter.preprocess(noise(64, 48)), size).mask
+    assert recorded.shrinkage == [shrinkage]
+    assert mask.shape == size[::-1]
+
+
 def test_lower_threshold_never_removes_foreground(tiny: Segmenter) -> None:
     image = noise(120, 90, seed=3)
     masks = [tiny.segment(image, threshold).mask for threshold in (0.05, 0.3, 0.5, 0.7, 0.95)]

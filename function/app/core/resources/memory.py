@@ -27,10 +27,17 @@ def trim_heap() -> None:
 KEEP_FREED_UP_TO_PIXELS = 4_000_000
 
 
+def keeps_freed(pixels: int) -> bool:
+    """Whether a request of ``pixels`` is small enough for the memory it frees to stay for the next one
+    (``KEEP_FREED_UP_TO_PIXELS``); a larger one gives it back: the heap (``trim_heap_after``) and the model's
+    working memory (``app.core.inference.segmenter``)."""
+    return pixels <= KEEP_FREED_UP_TO_PIXELS
+
+
 def trim_heap_after(pixels: int) -> None:
     """``trim_heap`` after a request of ``pixels``, unless it was small enough for its freed memory to stay
-    for the next (``KEEP_FREED_UP_TO_PIXELS``)."""
-    if pixels > KEEP_FREED_UP_TO_PIXELS:
+    for the next (``keeps_freed``)."""
+    if not keeps_freed(pixels):
         trim_heap()
 
 
