@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, TiffImagePlugin
 
-from app.core.decoding.imaging import CorruptImage, DecodeLimits, decode_image
+from app.core.decoding.imaging import CorruptImage, DecodeLimits, ImageRejected, decode_image
 from app.core.decoding.tiff import BANDED_COMPRESSIONS, decode_in_bands, strip_layout
 from tests.samples import SRGB_ICC
 
@@ -223,3 +223,31 @@ def test_a_corrupt_strip_in_a_band_is_a_corrupt_image() -> None:
 def test_only_codecs_whose_strips_stand_alone_are_banded() -> None:
     assert BANDED_COMPRESSIONS <= set(TiffImagePlugin.COMPRESSION_INFO.values())
     assert not BANDED_COMPRESSIONS & {"jpeg", "tiff_jpeg", "raw"}
+
+
+def decoded_or_refused(data: bytes) -> np.ndarray | None:
+    try:
+        return np.asarray(decode_image(data, ROOMY))
+    except ImageRejected:
+        return None
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # Pillow warns of damaged tags, then reads on, as served
+def test_damaged_files_decode_banded_as_whole_or_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN multi-strip TIFFs of several codecs and modes, each with 1-6 random bytes changed (seeded)
+    sources = [tiff(noise(mode, (30, 40)), compression, strip_size=200)
+               for compression in ("tiff_lzw", "tiff_adobe_deflate", "packbits") for mode in ("RGB", "L", "P", "I;16")]
+    rng = np.random.default_rng(2)
+    for case in range(400):
+        data = bytearray(sources[case % len(sources)])
+        for offset in rng.integers(0, len(data), rng.integers(1, 7)):
+            data[offset] = rng.integers(0, 256)
+        # WHEN decoded whole, then in bands of one row
+        monkeypatch.setattr("app.core.decoding.imaging.decode_in_bands", lambda image: None)
+        whole_pixels = decoded_or_refused(bytes(data))
+        monkeypatch.setattr("app.core.decoding.imaging.decode_in_bands", lambda image: decode_in_bands(image, 1))
+        banded_pixels = decoded_or_refused(bytes(data))  # anything but a refusal (ImageRejected) fails the test
+        # THEN what decodes whole decodes banded to the same pixels (a band copies fewer tags, so it may decode
+        # a file whose damage is in another tag, never refuse one the whole decode reads)
+        if whole_pixels is not None:
+            assert banded_pixels is not None and np.array_equal(banded_pixels, whole_pixels), case

@@ -32,7 +32,10 @@ logger = logging.getLogger(__name__)
 # "TIFF": every compression, measured with LZW). `python -m bench.bytes_per_pixel --no-write` (2 CPUs, load
 # average 3.2 before, 6.0 after, other work sharing them): one 7302x5476 (40 MP) photo-like image per format
 # through POST /predict, PNG overlay (the default answer); rows JPEG q90, PNG, WebP q80, TIFF LZW, TIFF raw,
-# BMP, AVIF q60, HEIC q60. An earlier run (at commit 634f7ad) was within 0.25 B/px of each.
+# BMP, AVIF q60, HEIC q60. An earlier run (at commit 634f7ad) was within 0.25 B/px of each. Kept as the worst case
+# since: on 2026-12-08 a banded TIFF decode, a fixed mmap threshold and the model's arena given back after a large
+# inference brought the 40 MP rows to 4.3-4.7 B/px for JPEG, PNG and LZW TIFF (docs/benchmarks.md), but a TIFF of one
+# strip is still decoded whole (~7.5), and a request that arrives while another's inference holds the arena pays it.
 BYTES_PER_PIXEL: dict[str, float] = {
     "JPEG": 5.73, "PNG": 6.00, "WEBP": 16.19, "TIFF": 7.52, "TIFF raw": 5.44, "BMP": 5.39, "AVIF": 8.53, "HEIF": 9.09,
 }
