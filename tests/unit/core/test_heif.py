@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import AvifImagePlugin, Image
 
+from app.core.decoding import heif
 from app.core.decoding.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
 from app.core.decoding.imaging import HEAD_BYTES, CorruptImage, DecodeLimits, decode_image
 from app.core.resources.cpus import usable_cpus
+from tests.samples import heic
 
 
 def ftyp(major: bytes, *compatible: bytes, declared: int | None = None) -> bytes:
@@ -48,10 +53,26 @@ def test_at_most_64_compatible_brands_are_read() -> None:
     assert (len(ftyp_brands(data)), heif_format(data)) == (65, "HEIF")
 
 
-def test_heif_is_registered_to_decode_and_never_to_encode() -> None:
-    Image.init()
-    assert Image.OPEN["HEIF"][0].__module__ == "pi_heif.as_plugin"
-    assert "HEIF" not in Image.SAVE  # pi-heif has no encoder: nothing here can write one
+# In a fresh interpreter: the decoding modules imported, then a HEIC decoded. Prints what was loaded when.
+FIRST_HEIF = """
+import sys
+from PIL import Image
+from app.core.decoding.imaging import DecodeLimits, decode_image
+before = "pi_heif" in sys.modules
+decode_image(open(sys.argv[1], "rb").read(), DecodeLimits(max_bytes=10**6, max_pixels=10**6))
+Image.init()
+print(before, Image.OPEN["HEIF"][0].__module__, "HEIF" in Image.SAVE)
+"""
+
+
+def test_heif_is_registered_by_the_first_heif_file_to_decode_and_never_to_encode(tmp_path: Path) -> None:
+    # pi-heif is ~7 ms of a cold start: not imported until a HEIF file arrives
+    path = tmp_path / "photo.heic"
+    path.write_bytes(heic(Image.new("RGB", (16, 12), (10, 200, 30))))
+    printed = subprocess.run([sys.executable, "-c", FIRST_HEIF, str(path)], capture_output=True, text=True, check=True,
+                             cwd=Path(heif.__file__).parents[3]).stdout.split()
+    # THEN not imported before, the opener afterwards, and still no encoder: nothing here can write a HEIF
+    assert printed == ["False", "pi_heif.as_plugin", "False"]
 
 
 def test_the_avif_decoder_uses_the_usable_cpus() -> None:

@@ -13,6 +13,7 @@ import pi_heif
 import pytest
 from PIL import Image, ImageCms, ImageFile
 
+from app.core.decoding.heif import use_heif_decoder
 from app.core.decoding.imaging import (
     ACCEPTED,
     ALLOWED_FORMATS,
@@ -136,6 +137,7 @@ def test_declared_pixels_over_the_limit_are_refused_without_decoding(
         raise AssertionError("decoded pixels despite the limit")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load_forbidden)
+    use_heif_decoder()  # registered by the first HEIF file otherwise: its load() is patched too
     Image.init()
     for factory, _ in (Image.OPEN[plugin] for plugin in ALLOWED_FORMATS):
         if isinstance(factory, type):  # the HEIF and AVIF plugins have a load() of their own
@@ -602,6 +604,7 @@ def test_only_the_primary_image_is_decoded() -> None:
 
 
 def test_thumbnails_depth_and_auxiliary_images_are_never_opened() -> None:
+    use_heif_decoder()  # what the first HEIF file does
     assert (pi_heif.options.THUMBNAILS, pi_heif.options.DEPTH_IMAGES, pi_heif.options.AUX_IMAGES) == (False,) * 3
 
 

@@ -6,7 +6,8 @@ any brand is ``avif``/``avis``, else HEIF if any is ``heic``/``heix``/``mif1``/`
 ``mif1`` alone says "some HEIF image" and AVIF files list it too, hence AVIF first.
 ``app.core.decoding.imaging`` then lets that one plugin parse the bytes.
 
-Decoders, registered once at import:
+Decoders: AVIF's set up at import; pi-heif imported and registered when the first HEIF file arrives
+(``use_heif_decoder``), since importing it is ~7 ms of every cold start (python -X importtime, 2026-12-08):
 
 - HEIF: pi-heif (libheif + libde265), the decode-only build of pillow-heif: 4.3 MB in
   the Lambda layer where pillow-heif's x265 encoder makes it 27.4 MB (docs/benchmarks.md).
@@ -25,8 +26,8 @@ shall be ignored" (https://github.com/strukturag/libheif/issues/227, libavif#307
 from __future__ import annotations
 
 import struct
+import threading
 
-import pi_heif
 from PIL import AvifImagePlugin
 
 from app.core.resources.cpus import process_cpus
@@ -126,12 +127,26 @@ def _utf8(text: bytes) -> bool:
 
 
 def register_decoders() -> None:
-    """pi-heif as Pillow's "HEIF" opener (it has no encoder: decode only); both decoders' threads."""
-    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False,
-                                 decode_threads=process_cpus())
+    """Pillow's AVIF decoder's threads (pi-heif's are set when it is registered: ``use_heif_decoder``)."""
     # Pillow's AVIF decoder counts the affinity mask, not a cgroup quota (a module global by design:
     # https://github.com/python-pillow/Pillow/issues/569).
     AvifImagePlugin.DEFAULT_MAX_THREADS = process_cpus()
+
+
+_heif_registration = threading.Lock()
+_heif_registered = False
+
+
+def use_heif_decoder() -> None:
+    """pi-heif as Pillow's "HEIF" opener (it has no encoder: decode only), registered once, by the first caller."""
+    global _heif_registered
+    with _heif_registration:
+        if not _heif_registered:
+            import pi_heif  # here, not at the module's top: the cold start does not pay for it (module docstring)
+
+            pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False,
+                                         decode_threads=process_cpus())
+            _heif_registered = True
 
 
 register_decoders()

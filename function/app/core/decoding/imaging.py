@@ -48,10 +48,11 @@ from PIL import Image, ImageFile, TiffImagePlugin, UnidentifiedImageError
 
 from app.core.decoding.colour import rgb_profile
 from app.core.decoding.gif import gif_canvas
-from app.core.decoding.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings
+from app.core.decoding.heif import ftyp_brands, heif_format, meta_end, unreadable_item_strings, use_heif_decoder
 from app.core.decoding.tiff import decode_in_bands
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")  # Pillow's plugin names
+NOT_ISO_MEDIA = tuple(name for name in ALLOWED_FORMATS if name not in ("HEIF", "AVIF"))
 ACCEPTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
 HEAD_BYTES = 4096  # enough for every signature, and for an ftyp box's list of brands
 # The media types that name those formats, for callers that declare one (the upload flow's POST
@@ -306,8 +307,10 @@ def _check_byte_size(size: int, limits: DecodeLimits) -> None:
 def _open_allowed(upload: Upload) -> ImageFile.ImageFile:
     """Reads the header with the allowed plugins only; says why when none accepts it."""
     formats = _plugins_for(upload.head)
-    if formats == ("HEIF",) and unreadable_item_strings(_through_meta(upload)):
-        raise CorruptImage("the HEIF file's item information is corrupt", "send a valid image")
+    if formats == ("HEIF",):
+        if unreadable_item_strings(_through_meta(upload)):
+            raise CorruptImage("the HEIF file's item information is corrupt", "send a valid image")
+        use_heif_decoder()
     with _rejecting_decode_errors():
         try:
             if formats:
@@ -342,9 +345,10 @@ def _through_meta(upload: Upload) -> bytes:
 
 
 def _plugins_for(data: bytes) -> tuple[str, ...]:
-    """The plugins that may parse ``data``: an ISO media file's one by its brands (none if not HEIF/AVIF)."""
+    """The plugins that may parse ``data``: an ISO media file's one by its brands (none if not HEIF/AVIF), any other
+    file's all but HEIF and AVIF (which only ever come in ISO media files, and HEIF's may not be registered yet)."""
     if not ftyp_brands(data):
-        return ALLOWED_FORMATS
+        return NOT_ISO_MEDIA
     found = heif_format(data)
     return (found,) if found else ()
 
