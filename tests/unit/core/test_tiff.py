@@ -85,7 +85,8 @@ def test_bands_decode_pixel_for_pixel_as_the_whole_file(make: Callable[[], bytes
         assert decoded.getpalette() == expected.getpalette()
 
 
-def big_endian_deflate_tiff(pixels: np.ndarray, rows_per_strip: int, strip_table: Callable | None = None) -> bytes:
+def big_endian_deflate_tiff(pixels: np.ndarray, rows_per_strip: int, strip_table: Callable | None = None,
+                            extra: tuple[tuple[int, int, int, int], ...] = ()) -> bytes:
     """A big-endian 16-bit grey TIFF built by hand: each strip deflated on its own (compression 8)."""
     height, width = pixels.shape
     strips = [zlib.compress(pixels[top:top + rows_per_strip].astype(">u2").tobytes())
@@ -100,7 +101,7 @@ def big_endian_deflate_tiff(pixels: np.ndarray, rows_per_strip: int, strip_table
     tables = struct.pack(f">{len(offsets)}L", *offsets) + struct.pack(f">{len(counts)}L", *counts)
     entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 16), (259, 3, 1, 8), (262, 3, 1, 1),
                (273, 4, len(offsets), start), (277, 3, 1, 1), (278, 3, 1, rows_per_strip),
-               (279, 4, len(counts), start + 4 * len(offsets))]
+               (279, 4, len(counts), start + 4 * len(offsets)), *extra]
     ifd_at = start + len(tables)
     ifd = struct.pack(">H", len(entries)) + b"".join(  # a SHORT is left-justified in its 4 bytes
         struct.pack(">HHLHH" if kind == 3 else ">HHLL", tag, kind, count, value, *((0,) if kind == 3 else ()))
@@ -125,6 +126,15 @@ NOT_BANDED = {
         np.zeros((20, 8), np.uint16), 4, lambda offsets, counts: (offsets, [*counts[:-1], counts[-1] + 10_000])),
     "fewer strips than the rows need": lambda: big_endian_deflate_tiff(
         np.zeros((20, 8), np.uint16), 4, lambda offsets, counts: (offsets[:-1], counts[:-1])),
+    # every strip pointing at all the strips' bytes: read once per strip if banded (libtiff maps them once)
+    "strips together larger than the file": lambda: big_endian_deflate_tiff(
+        np.zeros((20, 8), np.uint16), 4,
+        lambda offsets, counts: ([offsets[0]] * len(offsets), [sum(counts)] * len(counts))),
+    # libtiff reads a file with tile tags as tiled, whatever its strip tags say
+    "tile tags beside the strips": lambda: big_endian_deflate_tiff(
+        np.zeros((20, 8), np.uint16), 4, extra=((322, 3, 1, 16), (323, 3, 1, 16))),
+    # a Predictor of 2 values: libtiff ignores it, Pillow reads the first
+    "a one-value tag declaring two": lambda: with_entry_count(tiff(noise("RGB"), tiffinfo={317: 2}), 317, 2, 2),
 }
 
 
@@ -143,14 +153,12 @@ def with_entry_count(data: bytes, tag: int, count: int, value_offset: int) -> by
     return bytes(data)
 
 
-def test_a_pixel_tag_pillow_cannot_read_is_left_to_libtiff_as_in_the_whole_file() -> None:
-    # Photometric with 4 values: Pillow drops it (only 1 expected); libtiff reads the file's first and decodes
-    data = with_entry_count(tiff(noise("I;16"), strip_size=200), 262, 4, 8)
-    with Image.open(io.BytesIO(data)) as image:
-        assert image.tag_v2.get(262) is None
-    expected, decoded = whole(data), banded(data)
-    assert decoded is not None
-    assert np.array_equal(np.asarray(decoded), np.asarray(expected))
+def test_a_pixel_tag_declaring_another_count_decodes_as_libtiff_reads_the_whole_file() -> None:
+    # GIVEN a large LZW file whose Predictor (2, horizontal differencing) declares 2 values: libtiff ignores the
+    # tag, so the whole decode reads the differences as they are; Pillow reads a Predictor of 2
+    data = with_entry_count(tiff(large(), tiffinfo={317: 2}, strip_size=16 << 10), 317, 2, 2)
+    # THEN decode_image gives the whole decode's pixels (banded with Pillow's reading, it gave others)
+    assert np.array_equal(np.asarray(decode_image(data, ROOMY)), np.asarray(whole(data).convert("RGB")))
 
 
 def test_an_image_of_one_band_is_decoded_whole() -> None:

@@ -44,6 +44,11 @@ PIXEL_TAGS = (
 )
 IMAGE_WIDTH, IMAGE_LENGTH, STRIP_BYTE_COUNTS = 256, 257, 279
 PLANAR_CONTIGUOUS, PHOTOMETRIC_YCBCR = 1, 6
+# libtiff reads a file with these as tiled, its StripOffsets as tile offsets: never banded
+TILE_TAGS = (322, 323, 324, 325)  # TileWidth, TileLength, TileOffsets, TileByteCounts
+# Pixel tags of one value (TIFF 6.0). Where the file declares another count, Pillow and libtiff read it
+# differently (libtiff ignores a Predictor of 2 values, Pillow reads one): such a file is decoded whole.
+ONE_VALUE_TAGS = frozenset({259, 262, 266, 277, 284, 317})
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,8 @@ def strip_layout(image: TiffImagePlugin.TiffImageFile) -> StripLayout | None:
     """The strips of a banded layout (the module docstring) that all lie inside the file; else None."""
     tags = image.tag_v2
     if (image.info.get("compression") not in BANDED_COMPRESSIONS or tags.get(284, 1) != PLANAR_CONTIGUOUS
-            or tags.get(262) == PHOTOMETRIC_YCBCR or TiffImagePlugin.STRIPOFFSETS not in tags):
+            or tags.get(262) == PHOTOMETRIC_YCBCR or TiffImagePlugin.STRIPOFFSETS not in tags
+            or any(tag in tags for tag in TILE_TAGS) or not _one_value_each(image)):
         return None
     offsets, counts = _as_tuple(tags[TiffImagePlugin.STRIPOFFSETS]), _as_tuple(tags.get(STRIP_BYTE_COUNTS))
     rows_per_strip = tags.get(TiffImagePlugin.ROWSPERSTRIP, image.height)
@@ -102,11 +108,30 @@ def strip_layout(image: TiffImagePlugin.TiffImageFile) -> StripLayout | None:
 
 
 def _fits(offsets: tuple[int, ...], counts: tuple[int, ...], image: TiffImagePlugin.TiffImageFile) -> bool:
+    """Every strip inside the file, and all of them together no larger than it: strips that overlap (a hostile
+    table pointing every strip at one large block) would be read once per strip, where libtiff maps them once."""
     assert image.fp is not None
     size = image.fp.seek(0, io.SEEK_END)
-    return len(offsets) == len(counts) > 0 and all(
+    return len(offsets) == len(counts) > 0 and sum(c for c in counts if isinstance(c, int)) <= size and all(
         isinstance(offset, int) and isinstance(count, int) and 0 <= offset and 0 <= count and offset + count <= size
         for offset, count in zip(offsets, counts, strict=True))
+
+
+def _one_value_each(image: TiffImagePlugin.TiffImageFile) -> bool:
+    """Whether the file's IFD declares one value for each of ``ONE_VALUE_TAGS`` it has (read from its entries:
+    Pillow keeps no counts)."""
+    assert image.fp is not None
+    tags = image.tag_v2
+    big = getattr(tags, "_bigtiff", False)
+    entry_size, count_format = (20, "Q") if big else (12, "L")
+    image.fp.seek(tags.offset)
+    number = tags._unpack("Q" if big else "H", image.fp.read(8 if big else 2))[0]
+    entries = image.fp.read(number * entry_size)
+    for start in range(0, len(entries) - entry_size + 1, entry_size):
+        tag, _, count = tags._unpack("HH" + count_format, entries[start:start + 4 + (8 if big else 4)])
+        if tag in ONE_VALUE_TAGS and count != 1:
+            return False
+    return True
 
 
 def _as_tuple(value: object) -> tuple[int, ...]:
