@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from app.core.resources import memory
-
-FUNCTION = Path(memory.__file__).parents[3]
 
 KEEP = memory.KEEP_FREED_UP_TO_PIXELS
 
@@ -36,8 +33,7 @@ def test_the_heap_is_trimmed_after_large_requests_only(pixels: int, trims: int,
 # its size from the heap, and keep twice that at the heap's top), then a block just over the mmap threshold
 # allocated, touched and freed. Prints the resident memory it added, in MB, once freed.
 FREED_BLOCK = """
-import ctypes, sys
-sys.path.insert(0, {function!r})
+import ctypes
 from app.core.resources import memory
 if {configured}:
     memory.configure_malloc()
@@ -66,7 +62,7 @@ print(resident_mb() - before)
 def test_a_large_block_goes_back_when_freed_whatever_was_freed_before(configured: bool,
                                                                       kept_mb: tuple[float, float]) -> None:
     # Unconfigured is glibc's own behaviour, shown so that the configured case is known to test something.
-    script = FREED_BLOCK.format(function=str(FUNCTION), configured=configured)
+    script = FREED_BLOCK.format(configured=configured)
     added = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                  check=True).stdout)
     assert kept_mb[0] <= added <= kept_mb[1]

@@ -20,6 +20,7 @@ import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 from PIL import Image, TiffImagePlugin, TiffTags
 
@@ -110,8 +111,7 @@ def strip_layout(image: TiffImagePlugin.TiffImageFile) -> StripLayout | None:
 def _fits(offsets: tuple[int, ...], counts: tuple[int, ...], image: TiffImagePlugin.TiffImageFile) -> bool:
     """Every strip inside the file, and all of them together no larger than it: strips that overlap (a hostile
     table pointing every strip at one large block) would be read once per strip, where libtiff maps them once."""
-    assert image.fp is not None
-    size = image.fp.seek(0, io.SEEK_END)
+    size = _file(image).seek(0, io.SEEK_END)
     return len(offsets) == len(counts) > 0 and sum(c for c in counts if isinstance(c, int)) <= size and all(
         isinstance(offset, int) and isinstance(count, int) and 0 <= offset and 0 <= count and offset + count <= size
         for offset, count in zip(offsets, counts, strict=True))
@@ -120,18 +120,23 @@ def _fits(offsets: tuple[int, ...], counts: tuple[int, ...], image: TiffImagePlu
 def _one_value_each(image: TiffImagePlugin.TiffImageFile) -> bool:
     """Whether the file's IFD declares one value for each of ``ONE_VALUE_TAGS`` it has (read from its entries:
     Pillow keeps no counts)."""
-    assert image.fp is not None
-    tags = image.tag_v2
+    tags, file = image.tag_v2, _file(image)
     big = getattr(tags, "_bigtiff", False)
     entry_size, count_format = (20, "Q") if big else (12, "L")
-    image.fp.seek(tags.offset)
-    number = tags._unpack("Q" if big else "H", image.fp.read(8 if big else 2))[0]
-    entries = image.fp.read(number * entry_size)
+    file.seek(tags.offset)
+    number = tags._unpack("Q" if big else "H", file.read(8 if big else 2))[0]
+    entries = file.read(number * entry_size)
     for start in range(0, len(entries) - entry_size + 1, entry_size):
         tag, _, count = tags._unpack("HH" + count_format, entries[start:start + 4 + (8 if big else 4)])
         if tag in ONE_VALUE_TAGS and count != 1:
             return False
     return True
+
+
+def _file(image: TiffImagePlugin.TiffImageFile) -> IO[bytes]:
+    if image.fp is None:  # closed: Pillow's own load would fail the same way
+        raise ValueError("the TIFF's file is closed")
+    return image.fp
 
 
 def _as_tuple(value: object) -> tuple[int, ...]:
@@ -143,11 +148,10 @@ def _as_tuple(value: object) -> tuple[int, ...]:
 def _decode_band(image: TiffImagePlugin.TiffImageFile, layout: StripLayout, strips: range,
                  rows: int) -> Image.Image:
     """The band's strips, read from ``image``'s file, decoded as a TIFF of their own."""
-    assert image.fp is not None
-    data = []
+    file, data = _file(image), []
     for strip in strips:
-        image.fp.seek(layout.offsets[strip])
-        data.append(image.fp.read(layout.byte_counts[strip]))
+        file.seek(layout.offsets[strip])
+        data.append(file.read(layout.byte_counts[strip]))
     with Image.open(io.BytesIO(band_file(image, layout, data, rows)), formats=("TIFF",)) as band:
         band.load()  # the pixels stay with the image once its file is closed
         return band
