@@ -20,6 +20,7 @@ import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import IO
 
 from PIL import Image, TiffImagePlugin, TiffTags
@@ -72,10 +73,12 @@ class StripLayout:
 def decode_in_bands(image: TiffImagePlugin.TiffImageFile, band_rows: int | None = None) -> Image.Image | None:
     """``image``'s pixels (its mode, size and ``info``), decoded ``band_rows`` rows at a time (at least a
     strip; ``rows_per_band`` by default); None where its layout is not banded (the module docstring)."""
-    layout = strip_layout(image)
     band_rows = band_rows or rows_per_band(image.width)
-    if layout is None or band_rows >= image.height:
-        return None  # one band: nothing to gain
+    if band_rows >= image.height:
+        return None  # one band: nothing to gain (and the file's IFD is not read again)
+    layout = strip_layout(image)
+    if layout is None:
+        return None
     strips_per_band = max(1, band_rows // layout.rows_per_strip)
     if strips_per_band >= len(layout.offsets):
         return None  # a strip taller than a band: one band
@@ -112,9 +115,11 @@ def _fits(offsets: tuple[int, ...], counts: tuple[int, ...], image: TiffImagePlu
     """Every strip inside the file, and all of them together no larger than it: strips that overlap (a hostile
     table pointing every strip at one large block) would be read once per strip, where libtiff maps them once."""
     size = _file(image).seek(0, io.SEEK_END)
-    return len(offsets) == len(counts) > 0 and sum(c for c in counts if isinstance(c, int)) <= size and all(
-        isinstance(offset, int) and isinstance(count, int) and 0 <= offset and 0 <= count and offset + count <= size
-        for offset, count in zip(offsets, counts, strict=True))
+    if len(offsets) != len(counts) or not counts:
+        return False
+    inside = all(isinstance(offset, int) and isinstance(count, int) and 0 <= offset and 0 <= count
+                 and offset + count <= size for offset, count in zip(offsets, counts, strict=True))
+    return inside and sum(counts) <= size
 
 
 def _one_value_each(image: TiffImagePlugin.TiffImageFile) -> bool:
@@ -166,11 +171,9 @@ def band_file(image: TiffImagePlugin.TiffImageFile, layout: StripLayout, data: l
         value = source.get(tag)  # None for a tag absent, or present but unreadable (libtiff's default then)
         if value is not None:
             ifd[tag], ifd.tagtype[tag] = value, source.tagtype[tag]
-    starts = [0]
-    for strip_data in data[:-1]:
-        starts.append(starts[-1] + len(strip_data))
+    starts = (0, *accumulate(len(strip_data) for strip_data in data[:-1]))
     for tag, value in ((IMAGE_WIDTH, image.width), (IMAGE_LENGTH, rows), (TiffImagePlugin.ROWSPERSTRIP,
-                       layout.rows_per_strip), (TiffImagePlugin.STRIPOFFSETS, tuple(starts)),
+                       layout.rows_per_strip), (TiffImagePlugin.STRIPOFFSETS, starts),
                        (STRIP_BYTE_COUNTS, tuple(len(strip_data) for strip_data in data))):
         ifd[tag], ifd.tagtype[tag] = value, TiffTags.LONG
     header = source.prefix + (b"\x2a\x00\x08\x00\x00\x00" if source.prefix == b"II" else b"\x00\x2a\x00\x00\x00\x08")
